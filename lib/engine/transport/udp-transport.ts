@@ -1,0 +1,67 @@
+import * as dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { type Peer, type Transport, type TransportDelegate, TransportError } from './transport';
+
+/** SIP over UDP (RFC 3261 section 18): one datagram is one message. */
+export class UdpTransport implements Transport {
+  readonly name = 'udp' as const;
+  readonly reliable = false;
+  readonly #socket: dgram.Socket;
+  #closed = false;
+
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    readonly delegate: TransportDelegate,
+    readonly maxSize: number,
+  ) {
+    this.#socket = dgram.createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false });
+    this.#socket.on('message', (data, rinfo) => {
+      const source: Peer = { transport: 'udp', address: rinfo.address, port: rinfo.port };
+      // an oversized datagram still goes up: the parser answers it 513 (RFC 3261 section 18.1.1)
+      this.delegate.onMessage({
+        data,
+        source,
+        localAddress: this.address,
+        localPort: this.port,
+        receivedAt: Date.now(),
+      });
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(
+          new TransportError(
+            err.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'ELISTEN',
+            `cannot listen for SIP on udp ${this.address}:${this.port}: ${err.code === 'EADDRINUSE' ? 'port already in use' : err.message} (--contact)`,
+          ),
+        );
+      };
+      this.#socket.once('error', onError);
+      this.#socket.bind(this.port, this.address, () => {
+        this.#socket.off('error', onError);
+        this.#socket.on('error', () => undefined);
+        try {
+          this.#socket.setRecvBufferSize(4 * 1024 * 1024);
+          this.#socket.setSendBufferSize(4 * 1024 * 1024);
+        } catch {
+          // the kernel caps buffer sizes; the defaults still work
+        }
+        resolve();
+      });
+    });
+  }
+
+  send(data: Buffer, to: Peer): void {
+    if (this.#closed) return;
+    this.#socket.send(data, to.port, to.address);
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    return new Promise((resolve) => this.#socket.close(() => resolve()));
+  }
+}
