@@ -1,0 +1,183 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import * as net from 'node:net';
+import * as dgram from 'node:dgram';
+
+/** Benchmark plumbing: processes by PID, CPU from /proc, free ports, SIPp runs. */
+
+const CLK_TCK = 100;
+
+/** utime + stime of one process, in microseconds (/proc/<pid>/stat fields 14 and 15). */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLK_TCK;
+}
+
+/** A process and every descendant (Kamailio forks its workers). */
+export function processTree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(d), Number(fields[1]));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
+  return out;
+}
+
+export function treeCpuMicros(root: number): number {
+  let sum = 0;
+  for (const pid of processTree(root)) {
+    try {
+      sum += cpuMicros(pid);
+    } catch {
+      // ended
+    }
+  }
+  return sum;
+}
+
+/** Resident memory of one process, kilobytes (/proc/<pid>/status VmRSS). */
+export function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+async function udpFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => resolve(false));
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+async function tcpFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Distinct ports on 127.0.0.1 free for both UDP and TCP. */
+export async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = 20000 + Math.floor(Math.random() * 40000);
+    if (out.includes(p)) continue;
+    if ((await udpFree(p)) && (await tcpFree(p))) out.push(p);
+  }
+  return out;
+}
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts a process; resolves once `ready(output)` is true (or rejects when it exits first). */
+export function start(cmd: string, args: string[], ready: (out: string) => boolean, timeoutMs = 15000): Promise<Proc> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let done = false;
+    const onData = (b: Buffer): void => {
+      if (out.length < 200_000) out += b.toString();
+      if (!done && ready(out)) {
+        done = true;
+        clearTimeout(timer);
+        resolve(proc);
+      }
+    };
+    const proc: Proc = {
+      child,
+      pid: child.pid ?? -1,
+      output: () => out,
+      stop: () =>
+        new Promise<void>((res) => {
+          if (child.exitCode !== null || child.signalCode !== null) return res();
+          const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+          child.once('exit', () => {
+            clearTimeout(kill);
+            res();
+          });
+          child.kill('SIGTERM');
+        }),
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      if (!done) {
+        done = true;
+        clearTimeout(timer);
+        reject(new Error(`${cmd} exited with ${code} before it was ready:\n${out.slice(-2000)}`));
+      }
+    });
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} not ready after ${timeoutMs} ms:\n${out.slice(-2000)}`));
+    }, timeoutMs);
+    if (ready('')) {
+      done = true;
+      clearTimeout(timer);
+      resolve(proc);
+    }
+  });
+}
+
+/** Waits until something listens on a UDP port (SIPp UAS, Kamailio), from /proc/net/udp. */
+export async function waitUdpBound(port: number, timeoutMs = 10000): Promise<void> {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const table = readFileSync('/proc/net/udp', 'utf8');
+    if (table.includes(`:${hex} 00000000:0000`)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`nothing bound UDP port ${port} within ${timeoutMs} ms`);
+}
+
+export interface SippRun {
+  code: number | null;
+  seconds: number;
+  successful: number;
+  failed: number;
+}
+
+/** Runs a SIPp UAC to completion, bounded by coreutils `timeout`. */
+export function runSippUac(scenario: string, target: string, localPort: number, rate: number, calls: number, holdMs: number, limitSec: number): Promise<SippRun> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const args = [
+      '-k', '5', String(limitSec + 10), 'sipp', '-sf', scenario, target, '-i', '127.0.0.1', '-p', String(localPort),
+      '-r', String(rate), '-rp', '1000', '-m', String(calls), '-d', String(holdMs), '-s', 'bench', '-nostdin',
+      '-timeout', `${limitSec}s`, '-timeout_error', '-max_socket', '65000', '-l', String(Math.max(rate * 4, 100)),
+    ];
+    const child = spawn('timeout', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out = (out + b.toString()).slice(-20000);
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      out = (out + b.toString()).slice(-20000);
+    });
+    child.on('exit', (code) => {
+      const num = (label: string): number => {
+        const m = new RegExp(`${label}\\s*\\|\\s*(\\d+)\\s*\\|\\s*(\\d+)`).exec(out);
+        return m ? Number(m[2]) : 0;
+      };
+      resolve({ code, seconds: (Date.now() - t0) / 1000, successful: num('Successful call'), failed: num('Failed call') });
+    });
+  });
+}
