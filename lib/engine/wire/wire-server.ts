@@ -17,9 +17,23 @@ export class AppConnection {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
   }
 
-  /** Sends one framed payload. */
+  #corked = false;
+
+  /**
+   * Sends one framed payload. Frames written in the same event-loop turn go out in one write:
+   * on loopback each write is a syscall that also pays for the delivery.
+   */
   send(payload: string): void {
-    if (!this.socket.destroyed) this.socket.write(frame(payload));
+    if (this.socket.destroyed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(frame(payload));
   }
 
   /** `<uuid>|response|<msgId>|<rest>` */
