@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseMessage } from './message/parser';
 import { serialize } from './message/serializer';
-import { SipRequest, SipResponse, type SipMessage } from './message/sip-message';
+import { SipRequest, SipResponse, displayName, type SipMessage } from './message/sip-message';
 import { parseVia, formatVia } from './message/via';
 import { parseUri } from './message/uri';
 import { getTag } from './message/name-addr';
@@ -125,6 +125,8 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   readonly #clock: Clock;
   readonly #debug: boolean;
   #closed = false;
+  /** the bytes of the response sent last, so the application's copy is not serialized twice */
+  #lastSent: { res: SipResponse; data: Buffer } | undefined;
 
   constructor(
     readonly opts: EngineOptions,
@@ -261,6 +263,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   /** Sends a response where RFC 3261 section 18.2.2 and RFC 3581 say. */
   #sendResponse(res: SipResponse, inb: Inbound, l: Listener): Buffer {
     const data = serialize(res);
+    this.#lastSent = { res, data };
     const to = this.#responseTarget(res, inb);
     l.transport.send(data, to, inb.connectionId);
     this.#record('out', res, data, to, l);
@@ -711,7 +714,9 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     }
     for (const h of from.headers) {
       if (ENGINE_OWNED.has(h.key) || skip.has(h.key)) continue;
-      target.append(h.name, this.#localize(h.key, h.value, l));
+      // drachtio-srf writes header names in lower case; on the wire they get their usual form
+      const name = h.name === h.key ? displayName(h.key) : h.name;
+      target.append(name, this.#localize(h.key, h.value, l));
     }
     if (from.body.length > 0) {
       target.body = from.body;
@@ -791,7 +796,8 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       if (!res.has('require')) res.set('Require', '100rel');
     }
     if (!tx.respond(res)) return this.#nok(app, msgId, 'Response not sent due to unknown transaction');
-    const sent = serialize(res);
+    const sent = this.#lastSent?.res === res ? this.#lastSent.data : serialize(res);
+    this.#lastSent = undefined;
     const peer = this.#responseTarget(res, sc.inbound);
 
     if (reliable && d) this.#retransmitReliable(tx as ServerInviteTransaction, sc, res, Number(res.get('rseq')));
@@ -1152,7 +1158,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       if (extra) {
         for (const h of extra.headers) {
           if (ENGINE_OWNED.has(h.key) || h.key === 'from' || h.key === 'to' || h.key === 'call-id' || h.key === 'cseq') continue;
-          fwd.set(h.name, h.value);
+          fwd.set(h.name === h.key ? displayName(h.key) : h.name, h.value);
         }
       }
       fwd.prepend('Via', this.#viaFor(listener, newBranch()));
