@@ -750,9 +750,10 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     // our To tag: the application's, the one already chosen, or a new one
     if (status > 100 && sc.toTag === undefined) sc.toTag = getTag(appRes.get('to') ?? '') ?? newTag();
     const res = this.#makeResponse(req, status, appRes.reason || REASONS[status], status > 100 ? sc.toTag : undefined);
-    const dialogCreating = (req.method === 'INVITE' || req.method === 'SUBSCRIBE') && sc.dialog === undefined;
-    const inDialog = sc.dialog !== undefined && sc.dialog.state !== 'early' && req.method !== 'INVITE' ? true : sc.dialog !== undefined;
-    if ((dialogCreating || (req.method === 'INVITE' && sc.dialog)) && status > 100 && status < 300) {
+    // a request without a To tag starts a dialog (12.1.1); one with a tag runs inside one
+    const initial = getTag(req.get('to') ?? '') === undefined;
+    const dialogCreating = (req.method === 'INVITE' || req.method === 'SUBSCRIBE') && initial;
+    if (dialogCreating && status > 100 && status < 300) {
       for (const rr of req.getAll('record-route')) res.append('Record-Route', rr);
     }
     try {
@@ -805,7 +806,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       if (status >= 200 && status < 300) {
         d.state = 'confirmed';
         this.#awaitAck(d, tx as ServerInviteTransaction, res, sc);
-        if (dialogCreating || d.createdAt >= tx.createdAt) this.#cdr('start', 'application', 'uas', sent.toString('utf8'));
+        if (initial) this.#cdr('start', 'application', 'uas', sent.toString('utf8'));
       } else if (status >= 300 && (dialogCreating || d.state === 'early')) {
         // a failed initial INVITE ends the early dialog
         if (d.state === 'early') this.dialogs.remove(d);
@@ -818,7 +819,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       this.dialogs.remove(d);
       if (d.method === 'INVITE') this.#cdr('stop', 'network', 'normal-release', serialize(req).toString('utf8'));
     }
-    const reportedDialog = d && (inDialog || req.method === 'INVITE' || req.method === 'SUBSCRIBE') ? d.id : '';
+    const reportedDialog = d && (!initial || req.method === 'INVITE' || req.method === 'SUBSCRIBE') ? d.id : '';
     this.stats.wireOut++;
     app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, peer.address, peer.port)}|${txnId}|${reportedDialog}||Msg sent:|\r\n${sent.toString('utf8')}`);
   }

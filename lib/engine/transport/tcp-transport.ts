@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { StreamFramer } from '../message/stream-framer';
-import { type Peer, type Transport, type TransportDelegate, TransportError, peerKey } from './transport';
+import { type Peer, type Transport, type TransportDelegate, listenError, peerKey } from './transport';
 
 export interface TcpOptions {
   maxSize: number;
@@ -49,14 +49,7 @@ export class TcpTransport implements Transport {
 
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(
-          new TransportError(
-            err.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'ELISTEN',
-            `cannot listen for SIP on tcp ${this.address}:${this.port}: ${err.code === 'EADDRINUSE' ? 'port already in use' : err.message} (--contact)`,
-          ),
-        );
-      };
+      const onError = (err: NodeJS.ErrnoException): void => reject(listenError(this, err));
       this.#server.once('error', onError);
       this.#server.listen({ port: this.port, host: this.address, backlog: 1024 }, () => {
         this.#server.off('error', onError);

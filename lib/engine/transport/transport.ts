@@ -52,3 +52,12 @@ export class TransportError extends Error {
 export function peerKey(p: Peer): string {
   return `${p.transport}:${p.address}:${p.port}`;
 }
+
+/** The start-up error for a listener that could not bind, naming the address and the setting. */
+export function listenError(t: Pick<Transport, 'name' | 'address' | 'port'>, err: NodeJS.ErrnoException): TransportError {
+  const inUse = err.code === 'EADDRINUSE';
+  return new TransportError(
+    inUse ? 'EADDRINUSE' : 'ELISTEN',
+    `cannot listen for SIP on ${t.name} ${t.address}:${t.port}: ${inUse ? 'port already in use' : err.message} (--contact)`,
+  );
+}

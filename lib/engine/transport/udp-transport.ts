@@ -1,6 +1,6 @@
 import * as dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { type Peer, type Transport, type TransportDelegate, TransportError } from './transport';
+import { type Peer, type Transport, type TransportDelegate, listenError } from './transport';
 
 /** SIP over UDP (RFC 3261 section 18): one datagram is one message. */
 export class UdpTransport implements Transport {
@@ -31,14 +31,7 @@ export class UdpTransport implements Transport {
 
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(
-          new TransportError(
-            err.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'ELISTEN',
-            `cannot listen for SIP on udp ${this.address}:${this.port}: ${err.code === 'EADDRINUSE' ? 'port already in use' : err.message} (--contact)`,
-          ),
-        );
-      };
+      const onError = (err: NodeJS.ErrnoException): void => reject(listenError(this, err));
       this.#socket.once('error', onError);
       this.#socket.bind(this.port, this.address, () => {
         this.#socket.off('error', onError);
