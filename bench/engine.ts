@@ -34,6 +34,8 @@ const HOLD_MS = env('BENCH_HOLD_MS', 200);
 
 interface Step {
   rate: number;
+  /** CPU microseconds per call of each measured process during this step */
+  cpuMicrosPerCall: Record<string, number>;
   calls: number;
   successful: number;
   failed: number;
@@ -48,14 +50,18 @@ interface PathResult {
   fixed: { calls: number; rate: number; failed: number; cpuMicrosPerCall: Record<string, number> };
 }
 
-async function stepRates(name: string, target: string, uacPort: number): Promise<Step[]> {
+async function stepRates(name: string, target: string, uacPort: number, pids: Record<string, () => number>): Promise<Step[]> {
   const steps: Step[] = [];
   for (let rate = RATE_START; rate <= RATE_MAX; rate += RATE_STEP) {
     const calls = rate * STEP_SECONDS;
+    const before = Object.fromEntries(Object.entries(pids).map(([k, f]) => [k, f()]));
     const r = await runSippUac(path.join(scenarios, 'uac-call.xml'), target, uacPort, rate, calls, HOLD_MS, STEP_SECONDS * 3 + 10);
+    const cpu: Record<string, number> = {};
+    for (const [k, f] of Object.entries(pids)) cpu[k] = Math.round((f() - before[k]!) / Math.max(1, r.successful));
     const ok = r.code === 0 && r.failed === 0 && r.successful === calls;
-    steps.push({ rate, calls, successful: r.successful, failed: r.failed, seconds: r.seconds, ok });
-    process.stdout.write(`  ${name.padEnd(22)} ${String(rate).padStart(5)} calls/s: ${r.successful}/${calls} ok, ${r.failed} failed ${ok ? '' : '<- failures'}\n`);
+    steps.push({ rate, cpuMicrosPerCall: cpu, calls, successful: r.successful, failed: r.failed, seconds: r.seconds, ok });
+    const cpuText = Object.entries(cpu).map(([k, v]) => `${k} ${v} us/call`).join(', ');
+    process.stdout.write(`  ${name.padEnd(22)} ${String(rate).padStart(5)} calls/s: ${r.successful}/${calls} ok, ${r.failed} failed; CPU ${cpuText} ${ok ? '' : '<- failures'}\n`);
     if (!ok) break;
   }
   return steps;
@@ -100,7 +106,7 @@ async function main(): Promise<void> {
     procs.push(kam);
     await waitUdpBound(sipK!, kam);
     process.stdout.write('baseline: SIPp -> Kamailio -> SIPp\n');
-    const kSteps = await stepRates('kamailio', `127.0.0.1:${sipK}`, uacPort!);
+    const kSteps = await stepRates('kamailio', `127.0.0.1:${sipK}`, uacPort!, { kamailio: () => treeCpuMicros(kam.pid) });
     const kFixed = await fixedRun(`127.0.0.1:${sipK}`, uacPort!, { kamailio: () => treeCpuMicros(kam.pid) });
 
     // --- engine: SIPp UAC -> engine -> drachtio-srf UAS application
@@ -110,7 +116,7 @@ async function main(): Promise<void> {
     const app = await start(process.execPath, [path.join(root, 'dist', 'bench', 'uas-app.js'), String(wire), secret], (o) => o.includes('ready'));
     procs.push(app);
     process.stdout.write('engine: SIPp -> engine -> drachtio-srf UAS\n');
-    const eSteps = await stepRates('engine (UAS path)', `127.0.0.1:${sipE}`, uacPort!);
+    const eSteps = await stepRates('engine (UAS path)', `127.0.0.1:${sipE}`, uacPort!, { engine: () => cpuMicros(engine.pid), 'srf app': () => cpuMicros(app.pid) });
     const eFixed = await fixedRun(`127.0.0.1:${sipE}`, uacPort!, { engine: () => cpuMicros(engine.pid), 'srf app': () => cpuMicros(app.pid) });
 
     const results: PathResult[] = [
@@ -124,8 +130,11 @@ async function main(): Promise<void> {
       const cpu = Object.entries(r.fixed.cpuMicrosPerCall).map(([k, v]) => `${k} ${v}`).join(', ');
       process.stdout.write(`${r.name.padEnd(16)}${String(r.maxZeroFailureRate).padStart(10)}${ratio.padStart(24)}      ${cpu}${r.fixed.failed ? ` (${r.fixed.failed} failed)` : ''}\n`);
     }
-    const lastK = kSteps[kSteps.length - 1];
-    if (lastK && !lastK.ok) process.stdout.write(`note: the baseline's first failing step was ${lastK.rate} calls/s; one SIPp UAC saturates near 1,000-1,250 calls/s on this machine, so the baseline may be bounded by SIPp.\n`);
+    for (const r of results) {
+      const last = r.steps[r.steps.length - 1];
+      if (last && !last.ok) process.stdout.write(`note: ${r.name}: first failing step ${last.rate} calls/s (the single SIPp UAC may be the limit there too)\n`);
+      else if (last) process.stdout.write(`note: ${r.name}: no failure up to BENCH_RATE_MAX=${RATE_MAX} calls/s: the real limit is higher\n`);
+    }
     const outDir = path.join(root, 'bench', 'results');
     mkdirSync(outDir, { recursive: true });
     const file = path.join(outDir, `engine-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
