@@ -18,6 +18,7 @@ import { ClientInviteTransaction } from './transaction/client-invite-transaction
 import { ClientNonInviteTransaction } from './transaction/client-non-invite-transaction';
 import { ServerInviteTransaction } from './transaction/server-invite-transaction';
 import { ServerNonInviteTransaction } from './transaction/server-non-invite-transaction';
+import { deriveFromInvite } from './transaction/derived-request';
 import { TransactionLayer, clientKey, serverKey, type ServerTransaction, type ClientTransaction } from './transaction/transaction-layer';
 import { Dialog, DialogRegistry, dialogId } from './dialog/dialog';
 import { WireServer, type AppConnection, type WireDelegate } from './wire/wire-server';
@@ -486,7 +487,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     }
     if (!app) {
       const res = this.#makeResponse(req, 503, 'Service Unavailable', newTag());
-      this.#respondServer(tx, res);
+      tx.respond(res);
       if (method === 'INVITE') this.#cdr('stop', 'application', 'call-rejected', serialize(res).toString('utf8'));
       return;
     }
@@ -519,10 +520,6 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       sc.trying = undefined;
       if (tx.state === 'proceeding' && !tx.lastResponse) tx.respond(this.#makeResponse(tx.request, 100, 'Trying'));
     });
-  }
-
-  #respondServer(tx: ServerTransaction, res: SipResponse): boolean {
-    return tx.respond(res);
   }
 
   #popOwnRoute(req: SipRequest): void {
@@ -567,7 +564,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     const ctx = this.#server.get(ist.id);
     const key = serverKey(req)!;
     const cancelTx = this.#newServerTx(req, inb, l, key);
-    this.#respondServer(cancelTx, this.#makeResponse(req, 200, 'OK', ctx?.toTag ?? newTag()));
+    cancelTx.respond(this.#makeResponse(req, 200, 'OK', ctx?.toTag ?? newTag()));
     if (ist.state !== 'proceeding' || !ctx) return;
     ist.cancelled = true;
     if (ctx.proxy) {
@@ -623,7 +620,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     }
     const app = this.#wire.get(d.owner);
     if (!app) {
-      this.#respondServer(tx, this.#makeResponse(req, 503, 'Service Unavailable'));
+      tx.respond(this.#makeResponse(req, 503, 'Service Unavailable'));
       return;
     }
     this.#toApp(app, `sip|${meta6('network', inb.data.length, inb.source.transport, inb.source.address, inb.source.port, inb.receivedAt)}|${tx.id}|${d.id}|`, inb.data);
@@ -641,7 +638,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   // ---------------------------------------------------------------- wire protocol, inbound
 
   onAppReady(_app: AppConnection): void {
-    this.stats.wireIn++;
+    // nothing to do until the application routes methods
   }
 
   onAppGone(app: AppConnection): void {
@@ -1084,7 +1081,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     const cc = this.#client.get(txnId);
     if (!(tx instanceof ClientInviteTransaction) || !cc) return this.#nok(app, msgId, `unable to cancel unknown transaction id: ${txnId}`);
     if (tx.state !== 'calling' && tx.state !== 'proceeding') return this.#nok(app, msgId, `unable to cancel transaction in state ${tx.state}`);
-    const cancel = buildCancel(tx.request);
+    const cancel = deriveFromInvite(tx.request, 'CANCEL', tx.request.get('to') ?? '');
     for (const h of appReq.headers) {
       if (h.key === 'reason' || h.key.startsWith('x-')) cancel.append(h.name, h.value);
     }
@@ -1172,7 +1169,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     const t = this.#targets.get(tx);
     if (!t) return;
     const noop: ClientTransactionUser = { onResponse: () => undefined, onTimeout: () => undefined };
-    this.startClient(buildCancel(tx.request), t.peer, t.listener, noop);
+    this.startClient(deriveFromInvite(tx.request, 'CANCEL', tx.request.get('to') ?? ''), t.peer, t.listener, noop);
   }
 
   /** ProxyHost: answers the proxied request itself (483, 500, 408). */
@@ -1234,20 +1231,6 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (!app) return;
     this.#toApp(app, `cdr:${type}|${source}|${wireTime()}${extra !== undefined ? `|${extra}` : ''}`, sip);
   }
-}
-
-/** A CANCEL for an INVITE we sent (section 9.1): same Request-URI, Via, Route, tags, CSeq number. */
-function buildCancel(inv: SipRequest): SipRequest {
-  const cancel = new SipRequest('CANCEL', inv.uri);
-  const via = inv.getAll('via')[0];
-  if (via !== undefined) cancel.append('Via', via);
-  for (const r of inv.getAll('route')) cancel.append('Route', r);
-  cancel.append('Max-Forwards', '70');
-  cancel.append('From', inv.get('from') ?? '');
-  cancel.append('To', inv.get('to') ?? '');
-  cancel.append('Call-ID', inv.callId);
-  cancel.append('CSeq', `${cseqNumberOf(inv)} CANCEL`);
-  return cancel;
 }
 
 function firstListComma(v: string): number {

@@ -1,4 +1,5 @@
-import { SipRequest, type SipResponse } from '../message/sip-message';
+import type { SipRequest, SipResponse } from '../message/sip-message';
+import { deriveFromInvite } from './derived-request';
 import { type ClientTransactionUser, Transaction, type TransactionContext } from './transaction';
 
 export type ClientInviteState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
@@ -108,17 +109,7 @@ export class ClientInviteTransaction extends Transaction {
 
   /** Builds the ACK for a non-2xx final response (section 17.1.1.3). */
   #sendAck(res: SipResponse): void {
-    const req = this.request;
-    const ack = new SipRequest('ACK', req.uri);
-    const via = req.getAll('via')[0];
-    if (via !== undefined) ack.append('Via', via);
-    for (const r of req.getAll('route')) ack.append('Route', r);
-    ack.append('Max-Forwards', '70');
-    ack.append('From', req.get('from') ?? '');
-    ack.append('To', res.get('to') ?? req.get('to') ?? '');
-    ack.append('Call-ID', req.callId);
-    const cseq = (req.get('cseq') ?? '1 INVITE').trim().split(/\s+/)[0] ?? '1';
-    ack.append('CSeq', `${cseq} ACK`);
+    const ack = deriveFromInvite(this.request, 'ACK', res.get('to') ?? this.request.get('to') ?? '');
     ack.append('Content-Length', '0');
     this.#ack = ack;
     this.send(ack);
