@@ -1,0 +1,123 @@
+import { existsSync, readFileSync } from 'node:fs';
+import Srf from 'drachtio-srf';
+import { pino } from 'pino';
+import { B2buaService } from '../lib/b2bua/b2bua-service';
+import { CallLimits } from '../lib/b2bua/call-limits';
+import { loadB2buaConfig, type B2buaConfig } from '../lib/config/b2bua-config';
+import { ConfigError } from '../lib/config/engine-args';
+import { parseDotenv } from '../lib/config/env';
+import { NoMediaAnchor, type MediaAnchor } from '../lib/media/media-anchor';
+import { RtpEngineAnchor } from '../lib/media/rtpengine-anchor';
+import { startOperatorServer } from '../lib/operator/operator-server';
+
+/** The environment: .env (when present in the working directory) under the process environment. */
+function readEnv(): Record<string, string | undefined> {
+  const file = process.env.ENV_FILE ?? '.env';
+  const fromFile = existsSync(file) ? parseDotenv(readFileSync(file, 'utf8'), file) : {};
+  return { ...fromFile, ...process.env };
+}
+
+function fail(message: string): never {
+  process.stderr.write(`b2bua: ${message}\n`);
+  process.exit(1);
+}
+
+/** Entry point of the B2BUA process: a drachtio-srf application bridging extension calls. */
+async function main(): Promise<void> {
+  let config: B2buaConfig;
+  try {
+    config = loadB2buaConfig(readEnv());
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  const log = pino({
+    level: config.logLevel,
+    base: { proc: 'b2bua', instance: config.instance, pid: process.pid },
+    redact: { paths: ['secret', '*.secret', 'token', '*.token', 'req.headers.authorization'], censor: '[redacted]' },
+  });
+
+  // rtpengine-client reads its control socket's receive buffer size from the environment; the
+  // default (~208 KB) drops bursts of replies near saturation (NATIVE-STACK.md).
+  process.env.UDP_RECV_BUFSIZE ??= String(4 * 1024 * 1024);
+  const media: MediaAnchor =
+    config.media.kind === 'off'
+      ? new NoMediaAnchor()
+      : new RtpEngineAnchor({ engines: config.media.engines, selection: config.media.selection, timeoutMs: config.media.timeoutMs, logger: log.child({ component: 'media' }) });
+
+  const srf = new Srf();
+  const service = new B2buaService({
+    srf,
+    media,
+    kamailioUri: config.kamailioUri,
+    instance: config.instance,
+    dialPlan: config.dialPlan,
+    limits: new CallLimits({ maxCalls: config.maxCalls, maxCallsPerExtension: config.maxCallsPerExtension }),
+    retryAfterSec: config.retryAfterSec,
+    noAnswerTimeoutMs: config.noAnswerTimeoutSec * 1000,
+    logger: log,
+  });
+  service.attach();
+
+  let connected = false;
+  srf.on('connect', (err, hostPort) => {
+    if (err) return;
+    connected = true;
+    log.info({ drachtio: `${config.drachtio.host}:${config.drachtio.port}`, sip: hostPort }, 'b2bua connected to the drachtio server');
+  });
+  srf.on('error', (err) => {
+    log.warn({ err: err.message, drachtio: `${config.drachtio.host}:${config.drachtio.port}` }, 'drachtio connection error (retrying)');
+  });
+  srf.on('disconnect', () => {
+    if (!connected) return;
+    connected = false;
+    log.warn('drachtio connection lost');
+    void service.abandonAll();
+  });
+  srf.connect({ host: config.drachtio.host, port: config.drachtio.port, secret: config.drachtio.secret });
+
+  const operator = config.operator
+    ? await startOperatorServer({
+        config: config.operator,
+        service,
+        logger: log,
+        readiness: {
+          drachtio: async () => {
+            if (!connected) throw new Error('not connected');
+          },
+          media: () => media.ping(),
+        },
+      }).catch((err: unknown) => fail(`operator endpoint on ${config.operator?.address}:${config.operator?.port}: ${(err as Error).message} (OPERATOR_ADDRESS / OPERATOR_PORT)`))
+    : undefined;
+  log.info(
+    {
+      kamailio: config.kamailioUri,
+      dialPlan: config.dialPlan.patterns,
+      media: config.media.kind === 'off' ? 'off' : config.media.engines.map((e) => `${e.host}:${e.port}`),
+      operator: config.operator ? `${config.operator.address}:${config.operator.port}` : 'off',
+      limits: { maxCalls: config.maxCalls, perExtension: config.maxCallsPerExtension },
+    },
+    'b2bua started',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, calls: service.sessions.size, timeoutSec: config.shutdownTimeoutSec }, 'shutting down: refusing new calls');
+    const hungUp = await service.drain(config.shutdownTimeoutSec * 1000);
+    if (hungUp > 0) log.warn({ calls: hungUp }, 'shutdown: calls still up after the grace period were hung up');
+    srf.disconnect();
+    await operator?.close();
+    await media.close();
+    log.info('b2bua stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => fail((err as Error).stack ?? String(err)));

@@ -1,0 +1,187 @@
+import { EventEmitter } from 'node:events';
+import type Srf from 'drachtio-srf';
+import type { Logger } from 'pino';
+import type { MediaAnchor } from '../media/media-anchor';
+import type { CallLimits } from './call-limits';
+import { CallSession, HEADER_FROM_APP, type CallSummary } from './call-session';
+import type { DialPlan } from './dial-plan';
+import { sendResponse, type SrfRequest, type SrfResponse } from './srf-adapter';
+
+export interface B2buaServiceOptions {
+  readonly srf: Srf;
+  readonly media: MediaAnchor;
+  readonly kamailioUri: string;
+  readonly instance: string;
+  readonly dialPlan: DialPlan;
+  readonly limits: CallLimits;
+  readonly retryAfterSec: number;
+  readonly noAnswerTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** Why an INVITE was refused before any work was done on it. */
+export type AdmissionRefusal = 'shutting-down' | 'loop' | 'not-in-dial-plan' | 'incomplete' | 'limit-global' | 'limit-extension';
+
+interface B2buaServiceEvents {
+  session: [CallSession];
+  'call-end': [CallSummary];
+  refused: [AdmissionRefusal, SrfRequest];
+}
+
+/** The user part of a SIP URI (percent-decoded), or '' when it has none. */
+export function userOf(uri: string): string {
+  const m = /^sips?:([^@;>?]+)@/i.exec(uri.replace(/^<|>$/g, ''));
+  if (!m) return '';
+  try {
+    return decodeURIComponent(m[1] as string);
+  } catch {
+    return m[1] as string;
+  }
+}
+
+/**
+ * The B2BUA: admission checks on every new INVITE (shutdown, loop, dial plan, limits) before any
+ * work, then one CallSession per admitted call, kept in a registry until it ends.
+ */
+export class B2buaService extends EventEmitter<B2buaServiceEvents> {
+  readonly #opts: B2buaServiceOptions;
+  readonly #sessions = new Map<string, CallSession>();
+  #accepting = true;
+  #drainWaiters: Array<() => void> = [];
+  readonly #counters = { received: 0, admitted: 0, refused: 0 };
+
+  constructor(options: B2buaServiceOptions) {
+    super();
+    this.#opts = options;
+  }
+
+  /** Starts taking INVITEs from the drachtio server. */
+  attach(): void {
+    this.#opts.srf.invite((req, res) => this.handleInvite(req, res));
+  }
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  get sessions(): ReadonlyMap<string, CallSession> {
+    return this.#sessions;
+  }
+
+  get counters(): Readonly<{ received: number; admitted: number; refused: number }> {
+    return { ...this.#counters };
+  }
+
+  handleInvite(req: SrfRequest, res: SrfResponse): void {
+    this.#counters.received++;
+    const log = this.#opts.logger;
+    const refuse = (why: AdmissionRefusal, status: number, reason: string, headers: Record<string, string> = {}): void => {
+      this.#counters.refused++;
+      log.info({ why, status, callId: req.get('Call-ID'), uri: req.uri }, 'INVITE refused');
+      this.emit('refused', why, req);
+      sendResponse(res, status, reason, { headers }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not send the refusal'));
+    };
+    const retryAfter = { 'Retry-After': String(this.#opts.retryAfterSec) };
+    if (!this.#accepting) return refuse('shutting-down', 503, 'Service Unavailable', retryAfter);
+    // Our own B legs come back through Kamailio only if its trust rule failed: never bridge twice.
+    if (req.has(HEADER_FROM_APP)) return refuse('loop', 482, 'Loop Detected');
+    const callee = userOf(req.uri);
+    const plan = this.#opts.dialPlan.classify(callee);
+    switch (plan) {
+      case 'match':
+        break;
+      case 'incomplete':
+        return refuse('incomplete', 484, 'Address Incomplete');
+      case 'no-match':
+        return refuse('not-in-dial-plan', 404, 'Not Found');
+      default: {
+        const never: never = plan;
+        throw new Error(`unexpected dial plan result ${String(never)}`);
+      }
+    }
+    const caller = userOf(req.getParsedHeader('From').uri);
+    const slot = this.#opts.limits.acquire([caller, callee]);
+    if (!slot.ok) {
+      const r = slot.refusal;
+      return refuse(r.limit === 'global' ? 'limit-global' : 'limit-extension', 503, 'Service Unavailable', {
+        ...retryAfter,
+        Warning: r.limit === 'global' ? '399 b2bua "call limit reached"' : `399 b2bua "call limit reached for ${r.extension}"`,
+      });
+    }
+    this.#counters.admitted++;
+    const session = new CallSession(
+      {
+        srf: this.#opts.srf,
+        media: this.#opts.media,
+        kamailioUri: this.#opts.kamailioUri,
+        instance: this.#opts.instance,
+        noAnswerTimeoutMs: this.#opts.noAnswerTimeoutMs,
+        dialPlan: this.#opts.dialPlan,
+        logger: log,
+      },
+      req,
+      res,
+      callee,
+    );
+    this.#sessions.set(session.id, session);
+    session.once('end', (summary) => {
+      slot.release();
+      this.#sessions.delete(session.id);
+      this.emit('call-end', summary);
+      if (this.#sessions.size === 0) this.#notifyDrained();
+    });
+    this.emit('session', session);
+    void session.run();
+  }
+
+  /** Stops taking new calls: INVITEs get 503 with Retry-After from now on. */
+  stopAccepting(): void {
+    this.#accepting = false;
+  }
+
+  /** Resolves when no call is in progress. */
+  idle(): Promise<void> {
+    if (this.#sessions.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #notifyDrained(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Graceful shutdown: refuse new calls, wait up to `timeoutMs` for the calls in progress to end,
+   * then hang up what is left. Resolves with the number of calls that had to be hung up.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.stopAccepting();
+    const log = this.#opts.logger;
+    if (this.#sessions.size > 0) log.info({ calls: this.#sessions.size, timeoutMs }, 'draining: waiting for calls in progress');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      this.idle().then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!timedOut) return 0;
+    return this.hangupAll('system');
+  }
+
+  /** Hangs up every call in progress; resolves with how many there were. */
+  async hangupAll(by: 'system' | 'operator'): Promise<number> {
+    const sessions = [...this.#sessions.values()];
+    await Promise.all(sessions.map((s) => s.hangup(by)));
+    return sessions.length;
+  }
+
+  /** The drachtio connection dropped: no signalling is possible on the calls in progress. */
+  async abandonAll(): Promise<number> {
+    const sessions = [...this.#sessions.values()];
+    await Promise.all(sessions.map((s) => s.abandon()));
+    return sessions.length;
+  }
+}

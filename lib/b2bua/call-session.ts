@@ -1,0 +1,667 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type Srf from 'drachtio-srf';
+import type { Logger } from 'pino';
+import type { MediaAnchor, MediaQuality } from '../media/media-anchor';
+import { MediaError } from '../media/media-anchor';
+import { canTransition, CallStateError, FINAL_STATES, type CallOutcome, type CallState, type HangupSide } from './call-state';
+import type { DialPlan } from './dial-plan';
+import {
+  cancelRequest,
+  createUac,
+  destroyDialog,
+  dialogRequest,
+  modifyDialog,
+  sendResponse,
+  sipFailureOf,
+  tagOf,
+  withoutTag,
+  type SrfDialog,
+  type SrfRequest,
+  type SrfResponse,
+} from './srf-adapter';
+
+/** Headers the B2BUA adds to its B legs; Kamailio honours them only from the engine's address. */
+export const HEADER_CALL_ID = 'X-Call-ID';
+export const HEADER_FROM_APP = 'X-From-App';
+
+export interface CallSessionContext {
+  readonly srf: Srf;
+  readonly media: MediaAnchor;
+  /** Kamailio's SIP URI as the engine reaches it, e.g. sip:127.0.0.1:5060 */
+  readonly kamailioUri: string;
+  readonly instance: string;
+  readonly noAnswerTimeoutMs: number;
+  readonly dialPlan: DialPlan;
+  readonly logger: Logger;
+}
+
+export interface CallParty {
+  readonly user: string;
+  readonly displayName: string | undefined;
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface LegRecord {
+  callId: string;
+  /** Final status and reason this leg saw (A: what we sent the caller; B: what the callee sent). */
+  status: number | undefined;
+  reason: string | undefined;
+}
+
+/** What a call record needs; updated as the call goes and emitted with every state change. */
+export interface CallSummary {
+  readonly id: string;
+  readonly instance: string;
+  readonly caller: CallParty;
+  readonly callee: string;
+  readonly aLeg: LegRecord;
+  readonly bLeg: LegRecord;
+  state: CallState;
+  readonly receivedAt: Date;
+  ringingAt: Date | undefined;
+  answeredAt: Date | undefined;
+  endedAt: Date | undefined;
+  outcome: CallOutcome | undefined;
+  hangupBy: HangupSide | undefined;
+  media: MediaQuality | undefined;
+  /** Extensions this call was transferred to (REFER), in order. */
+  readonly transfers: string[];
+}
+
+interface CallSessionEvents {
+  state: [CallState, CallState];
+  end: [CallSummary];
+}
+
+type Side = 'caller' | 'callee';
+
+/** One bridged party after answer: its dialog and the tag RTPEngine knows it by. */
+interface Leg {
+  readonly dialog: SrfDialog;
+  readonly tag: string;
+  readonly side: Side;
+  /** The identity to present to others for this party (a From header value without tag). */
+  readonly identity: string;
+}
+
+const RELAYED_HEADERS = ['Content-Type', 'Info-Package', 'Event', 'Subscription-State', 'Accept', 'Allow-Events', 'Referred-By'];
+
+function isHold(sdp: string): boolean {
+  return /^a=(sendonly|inactive)\s*$/m.test(sdp) || /^c=IN IP4 0\.0\.0\.0\s*$/m.test(sdp);
+}
+
+/**
+ * One call through the B2BUA: the A leg (the caller's INVITE, handed to us by Kamailio through
+ * the engine) bridged to a B leg sent back through Kamailio to the same extension, with media
+ * anchored in RTPEngine. It owns both legs, the media session and a child logger carrying the
+ * call id; every ending path deletes the media session, ends both legs and emits `end` once.
+ */
+export class CallSession extends EventEmitter<CallSessionEvents> {
+  readonly id: string;
+  readonly summary: CallSummary;
+  readonly log: Logger;
+  readonly #ctx: CallSessionContext;
+  readonly #req: SrfRequest;
+  readonly #res: SrfResponse;
+  readonly #aTag: string;
+  #state: CallState = 'received';
+  #bReq: SrfRequest | undefined;
+  #cancelRequested = false;
+  /** A final response went (or is going) to the caller: ours, or the engine's 487 after a CANCEL. */
+  #aFinal = false;
+  #noAnswer = false;
+  #noAnswerTimer: NodeJS.Timeout | undefined;
+  #legs: [Leg, Leg] | undefined;
+  #mediaAnchored = false;
+  #transferring = false;
+  #finishing: Promise<void> | undefined;
+  /** Serialises the A-leg answers we send (183 before 200, whatever their async media work). */
+  #aLegQueue: Promise<void> = Promise.resolve();
+  readonly #timers = new Set<NodeJS.Timeout>();
+
+  constructor(ctx: CallSessionContext, req: SrfRequest, res: SrfResponse, callee: string) {
+    super();
+    this.#ctx = ctx;
+    this.#req = req;
+    this.#res = res;
+    this.id = randomUUID();
+    const from = req.getParsedHeader('From');
+    this.#aTag = tagOf(req.get('From')) ?? '';
+    const user = /^sips?:([^@;>]+)@/.exec(from.uri)?.[1] ?? '';
+    this.summary = {
+      id: this.id,
+      instance: ctx.instance,
+      caller: {
+        user: decodeURIComponent(user),
+        displayName: from.name ? from.name.replace(/^"|"$/g, '') : undefined,
+        address: req.source_address,
+        port: Number(req.source_port),
+      },
+      callee,
+      aLeg: { callId: req.get('Call-ID'), status: undefined, reason: undefined },
+      bLeg: { callId: '', status: undefined, reason: undefined },
+      state: 'received',
+      receivedAt: new Date(),
+      ringingAt: undefined,
+      answeredAt: undefined,
+      endedAt: undefined,
+      outcome: undefined,
+      hangupBy: undefined,
+      media: undefined,
+      transfers: [],
+    };
+    this.log = ctx.logger.child({ callId: this.id });
+    req.on('cancel', () => this.#onCallerCancel());
+  }
+
+  get state(): CallState {
+    return this.#state;
+  }
+
+  get ended(): boolean {
+    return FINAL_STATES.has(this.#state);
+  }
+
+  /** Runs the call to its end; never rejects. */
+  async run(): Promise<void> {
+    try {
+      await this.#setup();
+    } catch (err) {
+      this.log.error({ err }, 'call setup failed unexpectedly');
+      await this.#failA(500, 'Internal Server Error');
+      await this.#finish('failed', 'system');
+    }
+  }
+
+  /** Ends the call from outside (operator hang-up, shutdown): BYE or CANCEL as the state needs. */
+  async hangup(by: HangupSide = 'operator'): Promise<void> {
+    if (this.ended) return;
+    this.log.info({ by }, 'hang-up requested');
+    if (this.#legs) {
+      this.summary.hangupBy ??= by;
+      await this.#endBridge(undefined, by);
+      return;
+    }
+    this.summary.hangupBy ??= by;
+    const answered = this.#failA(by === 'system' ? 503 : 480, by === 'system' ? 'Service Unavailable' : 'Temporarily Unavailable');
+    this.#cancelRequested = true;
+    if (this.#bReq) cancelRequest(this.#bReq);
+    await answered;
+    if (!this.#bReq) await this.#finish('failed', by);
+  }
+
+  /**
+   * The connection to the drachtio server is gone, and with it every way to signal on this call:
+   * release the media and record the call as interrupted.
+   */
+  async abandon(): Promise<void> {
+    if (this.ended) return;
+    this.log.warn({ state: this.#state }, 'drachtio connection lost: call abandoned');
+    this.#cancelRequested = true;
+    this.summary.outcome = 'interrupted';
+    await this.#finish(this.#legs ? 'ended' : 'failed', 'system');
+  }
+
+  // ---- state -----------------------------------------------------------------------------
+
+  #setState(next: CallState): void {
+    const prev = this.#state;
+    if (prev === next || FINAL_STATES.has(prev)) return;
+    if (!canTransition(prev, next)) throw new CallStateError(prev, next);
+    this.#state = next;
+    this.summary.state = next;
+    this.log.debug({ from: prev, to: next }, 'call state');
+    this.emit('state', next, prev);
+  }
+
+  // ---- set-up ----------------------------------------------------------------------------
+
+  async #setup(): Promise<void> {
+    const req = this.#req;
+    const { media } = this.#ctx;
+    this.log.info(
+      { caller: this.summary.caller.user, callee: this.summary.callee, aCallId: this.summary.aLeg.callId, source: `${req.source_address}:${req.source_port}` },
+      'call received',
+    );
+    if (!req.body || !/^m=/m.test(req.body)) {
+      // A late offer (INVITE without SDP) would need the offer from the callee's 200 anchored and
+      // the caller's answer carried in its ACK; not supported with media anchoring.
+      await this.#failA(488, 'Not Acceptable Here', { Warning: '399 b2bua "an SDP offer in the INVITE is required"' });
+      await this.#finish('failed', 'system');
+      return;
+    }
+    let offer: string;
+    try {
+      offer = await media.offer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, sdp: req.body });
+      this.#mediaAnchored = true;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, code: err instanceof MediaError ? err.code : undefined }, 'media offer failed');
+      if (!this.#cancelRequested) await this.#failA(503, 'Service Unavailable', { Reason: 'Q.850;cause=47;text="media server unavailable"' });
+      await this.#finish(this.#cancelRequested ? 'cancelled' : 'failed', this.#cancelRequested ? 'caller' : 'system');
+      return;
+    }
+    if (this.#cancelRequested) {
+      await this.#finish('cancelled', 'caller');
+      return;
+    }
+    this.#setState('proceeding');
+    let uac: SrfDialog;
+    try {
+      uac = await this.#sendBLeg(this.summary.callee, offer, withoutTag(req.get('From')), req.get('To'));
+    } catch (err) {
+      this.#clearNoAnswerTimer();
+      await this.#onBLegFailed(err);
+      return;
+    }
+    this.#clearNoAnswerTimer();
+    await this.#onBLegAnswered(uac);
+  }
+
+  #maxForwards(): number {
+    const mf = Number(this.#req.get('Max-Forwards'));
+    return Number.isInteger(mf) && mf > 0 ? mf - 1 : 69;
+  }
+
+  #uriFor(extension: string): string {
+    return this.#ctx.kamailioUri.replace(/^(sips?:)/, `$1${encodeURIComponent(extension)}@`);
+  }
+
+  /** Sends an INVITE through Kamailio to `extension`; resolves with the answered dialog. */
+  #sendBLeg(extension: string, sdp: string, from: string, to: string | undefined, extra: Record<string, string> = {}): Promise<SrfDialog> {
+    const headers: Record<string, string> = {
+      From: from,
+      To: to ?? `<sip:${extension}@${this.#ctx.kamailioUri.replace(/^sips?:/, '').replace(/;.*$/, '')}>`,
+      'Max-Forwards': String(this.#maxForwards()),
+      [HEADER_CALL_ID]: this.id,
+      [HEADER_FROM_APP]: this.#ctx.instance,
+      ...extra,
+    };
+    this.#startNoAnswerTimer();
+    return createUac(this.#ctx.srf, this.#uriFor(extension), { headers, localSdp: sdp }, {
+      onRequest: (bReq) => {
+        this.#bReq = bReq;
+        this.summary.bLeg.callId = bReq.get('Call-ID');
+        this.log.info({ bCallId: this.summary.bLeg.callId, uri: bReq.uri }, 'B leg sent');
+        // A CANCEL that arrived while the B leg was being created still ends it.
+        if (this.#cancelRequested) cancelRequest(bReq);
+      },
+      onProvisional: (res) => this.#onBLegProvisional(res),
+    });
+  }
+
+  #startNoAnswerTimer(): void {
+    this.#clearNoAnswerTimer();
+    this.#noAnswerTimer = setTimeout(() => {
+      this.#noAnswerTimer = undefined;
+      if (this.#legs || this.ended) return;
+      this.log.info({ afterMs: this.#ctx.noAnswerTimeoutMs }, 'no answer: cancelling the B leg');
+      this.#noAnswer = true;
+      if (this.#bReq) cancelRequest(this.#bReq);
+    }, this.#ctx.noAnswerTimeoutMs);
+  }
+
+  #clearNoAnswerTimer(): void {
+    if (this.#noAnswerTimer) clearTimeout(this.#noAnswerTimer);
+    this.#noAnswerTimer = undefined;
+  }
+
+  #onBLegProvisional(res: SrfResponse): void {
+    if (this.#cancelRequested || this.ended) return;
+    const status = res.status;
+    if (status === 100) return;
+    this.summary.ringingAt ??= new Date();
+    const body = res.body;
+    const toTag = tagOf(res.get('To'));
+    this.#queueA(async () => {
+      if (this.#aFinal || this.ended || this.#res.finalResponseSent) return;
+      if (body && /^m=/m.test(body) && toTag) {
+        const sdp = await this.#ctx.media.answer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, toTag, sdp: body });
+        if (this.#aFinal || this.#res.finalResponseSent) return;
+        await sendResponse(this.#res, status, res.reason, { body: sdp, headers: { 'Content-Type': 'application/sdp', [HEADER_CALL_ID]: this.id } });
+        if (this.#state === 'proceeding') this.#setState('early');
+      } else {
+        await sendResponse(this.#res, status, res.reason, { headers: { [HEADER_CALL_ID]: this.id } });
+      }
+      this.log.debug({ status }, 'provisional relayed to the caller');
+    });
+  }
+
+  #queueA(work: () => Promise<void>): Promise<void> {
+    const next = this.#aLegQueue.then(work).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message }, 'relaying to the caller failed');
+    });
+    this.#aLegQueue = next;
+    return next;
+  }
+
+  async #onBLegFailed(err: unknown): Promise<void> {
+    const failure = sipFailureOf(err);
+    if (failure) {
+      this.summary.bLeg.status = failure.status;
+      this.summary.bLeg.reason = failure.reason;
+    }
+    await this.#aLegQueue;
+    if (this.#cancelRequested && !this.#noAnswer) {
+      this.log.info({ status: failure?.status }, 'call cancelled by the caller');
+      await this.#finish('cancelled', this.summary.hangupBy ?? 'caller');
+      return;
+    }
+    if (this.#noAnswer) {
+      await this.#failA(480, 'No Answer');
+      this.summary.outcome = 'no-answer';
+      await this.#finish('failed', 'system');
+      return;
+    }
+    if (!failure) {
+      this.log.error({ err: (err as Error).message }, 'B leg could not be sent');
+      await this.#failA(503, 'Service Unavailable');
+      await this.#finish('failed', 'system');
+      return;
+    }
+    // Relay the callee's failure as is, except challenges meant for us (the caller cannot answer them).
+    const { status, reason } = failure.status === 401 || failure.status === 407 ? { status: 500, reason: 'Downstream Authentication Required' } : failure;
+    this.log.info({ status: failure.status, reason: failure.reason }, 'B leg failed');
+    await this.#failA(status, reason);
+    await this.#finish('failed', 'callee');
+  }
+
+  async #onBLegAnswered(uac: SrfDialog): Promise<void> {
+    await this.#aLegQueue;
+    const bTag = uac.sip.remoteTag;
+    const bIdentity = withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`);
+    const bLeg: Leg = { dialog: uac, tag: bTag, side: 'callee', identity: bIdentity };
+    this.summary.bLeg.status = 200;
+    this.summary.bLeg.reason = 'OK';
+    if (this.#cancelRequested || this.ended) {
+      // The callee answered as the caller's CANCEL arrived: the caller has its 487; end the callee.
+      this.log.info('callee answered after the caller cancelled: BYE to the callee');
+      await destroyDialog(uac, { headers: { Reason: 'SIP;cause=487;text="Request Terminated"' } }).catch(() => undefined);
+      await this.#finish('cancelled', this.summary.hangupBy ?? 'caller');
+      return;
+    }
+    let sdpForA: string;
+    try {
+      sdpForA = await this.#ctx.media.answer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, toTag: bTag, sdp: uac.remote.sdp });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'media answer failed');
+      await destroyDialog(uac).catch(() => undefined);
+      await this.#failA(503, 'Service Unavailable', { Reason: 'Q.850;cause=47;text="media server unavailable"' });
+      await this.#finish('failed', 'system');
+      return;
+    }
+    let uas: SrfDialog;
+    try {
+      uas = await this.#ctx.srf.createUAS(this.#req, this.#res, {
+        localSdp: sdpForA,
+        headers: { [HEADER_CALL_ID]: this.id },
+      });
+    } catch (err) {
+      this.log.info({ err: (err as Error).message }, 'caller gone before the answer: BYE to the callee');
+      await destroyDialog(uac).catch(() => undefined);
+      await this.#finish(this.#cancelRequested ? 'cancelled' : 'failed', 'caller');
+      return;
+    }
+    this.summary.aLeg.status = 200;
+    this.summary.aLeg.reason = 'OK';
+    this.summary.answeredAt = new Date();
+    this.summary.outcome = 'answered';
+    const aLeg: Leg = { dialog: uas, tag: this.#aTag, side: 'caller', identity: withoutTag(this.#req.get('From')) };
+    this.#legs = [aLeg, bLeg];
+    this.#setState('answered');
+    this.log.info({ bCallId: this.summary.bLeg.callId }, 'call answered');
+    this.#attach(aLeg);
+    this.#attach(bLeg);
+  }
+
+  #onCallerCancel(): void {
+    if (this.#legs || this.ended) return;
+    this.log.info('CANCEL from the caller');
+    this.#cancelRequested = true;
+    this.summary.hangupBy ??= 'caller';
+    this.#aFinal = true;
+    this.summary.aLeg.status = 487;
+    this.summary.aLeg.reason = 'Request Terminated';
+    if (this.#bReq) cancelRequest(this.#bReq);
+  }
+
+  /** A final failure to the caller, once. */
+  async #failA(status: number, reason: string, headers: Record<string, string> = {}): Promise<void> {
+    if (this.#aFinal) return;
+    this.#aFinal = true;
+    await this.#aLegQueue;
+    if (this.#res.finalResponseSent) return;
+    this.summary.aLeg.status = status;
+    this.summary.aLeg.reason = reason;
+    try {
+      const extra: Record<string, string> = { ...headers, [HEADER_CALL_ID]: this.id };
+      await sendResponse(this.#res, status, reason, { headers: extra });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, status }, 'could not send the final response to the caller');
+    }
+  }
+
+  // ---- answered: relaying both ways --------------------------------------------------------
+
+  #other(leg: Leg): Leg | undefined {
+    if (!this.#legs) return undefined;
+    const [a, b] = this.#legs;
+    if (leg === a) return b;
+    if (leg === b) return a;
+    return undefined;
+  }
+
+  #attach(leg: Leg): void {
+    const d = leg.dialog;
+    d.on('destroy', () => {
+      if (this.#other(leg) === undefined) return; // a transferor leaving after the transfer
+      this.log.info({ side: leg.side }, `BYE from the ${leg.side}`);
+      void this.#endBridge(leg, leg.side);
+    });
+    d.on('modify', (req, res) => void this.#relayReinvite(leg, req, res));
+    d.on('update', (req, res) => void this.#relayRequest(leg, 'UPDATE', req, res));
+    d.on('info', (req, res) => void this.#relayRequest(leg, 'INFO', req, res));
+    d.on('options', (req, res) => void this.#relayRequest(leg, 'OPTIONS', req, res));
+    d.on('message', (req, res) => void this.#relayRequest(leg, 'MESSAGE', req, res));
+    d.on('notify', (req, res) => void this.#relayRequest(leg, 'NOTIFY', req, res));
+    d.on('refer', (req, res) => void this.#onRefer(leg, req, res));
+  }
+
+  async #relayReinvite(from: Leg, req: SrfRequest, res: SrfResponse): Promise<void> {
+    const to = this.#other(from);
+    if (!to || this.#state !== 'answered') {
+      await sendResponse(res, 481, 'Call/Transaction Does Not Exist').catch(() => undefined);
+      return;
+    }
+    const callId = this.summary.aLeg.callId;
+    try {
+      if (!req.body || !/^m=/m.test(req.body)) {
+        // An offerless re-INVITE (a session refresh): answer with what this party already has.
+        await sendResponse(res, 200, 'OK', { body: from.dialog.local.sdp, headers: { 'Content-Type': 'application/sdp' } });
+        return;
+      }
+      this.log.info({ side: from.side, hold: isHold(req.body) }, isHold(req.body) ? 're-INVITE: hold' : 're-INVITE');
+      const offer = await this.#ctx.media.offer({ callId, fromTag: from.tag, toTag: to.tag, sdp: req.body });
+      const answer = await modifyDialog(to.dialog, offer);
+      const forFrom = await this.#ctx.media.answer({ callId, fromTag: from.tag, toTag: to.tag, sdp: answer });
+      await sendResponse(res, 200, 'OK', { body: forFrom, headers: { 'Content-Type': 'application/sdp' } });
+    } catch (err) {
+      const failure = sipFailureOf(err);
+      this.log.warn({ side: from.side, status: failure?.status, err: failure ? undefined : (err as Error).message }, 're-INVITE failed');
+      await sendResponse(res, failure?.status ?? 500, failure?.reason ?? 'Server Internal Error').catch(() => undefined);
+    }
+  }
+
+  async #relayRequest(from: Leg, method: string, req: SrfRequest, res: SrfResponse): Promise<void> {
+    const to = this.#other(from);
+    if (!to || this.ended) {
+      await sendResponse(res, 481, 'Call/Transaction Does Not Exist').catch(() => undefined);
+      return;
+    }
+    const headers: Record<string, string> = {};
+    for (const name of RELAYED_HEADERS) if (req.has(name)) headers[name] = req.get(name);
+    let body = req.body || undefined;
+    try {
+      const sdpUpdate = method === 'UPDATE' && body !== undefined && /^m=/m.test(body);
+      const callId = this.summary.aLeg.callId;
+      if (sdpUpdate && body !== undefined) body = await this.#ctx.media.offer({ callId, fromTag: from.tag, toTag: to.tag, sdp: body });
+      const answer = await dialogRequest(to.dialog, { method, headers, body });
+      const out: Record<string, string> = {};
+      for (const name of RELAYED_HEADERS) if (answer.has(name)) out[name] = answer.get(name);
+      let answerBody = answer.body || undefined;
+      if (sdpUpdate && answer.status === 200 && answerBody !== undefined) {
+        answerBody = await this.#ctx.media.answer({ callId, fromTag: from.tag, toTag: to.tag, sdp: answerBody });
+      }
+      if (method === 'INFO') this.log.info({ side: from.side, type: headers['Content-Type'], status: answer.status }, 'INFO relayed');
+      await sendResponse(res, answer.status, answer.reason, { headers: out, body: answerBody });
+    } catch (err) {
+      const failure = sipFailureOf(err);
+      this.log.warn({ method, err: (err as Error).message }, 'in-dialog request relay failed');
+      await sendResponse(res, failure?.status ?? 500, failure?.reason ?? 'Server Internal Error').catch(() => undefined);
+    }
+  }
+
+  /** REFER (blind transfer): a new B leg to the Refer-To extension; the referrer is told by NOTIFY (RFC 3515). */
+  async #onRefer(referrer: Leg, req: SrfRequest, res: SrfResponse): Promise<void> {
+    const transferee = this.#other(referrer);
+    const referTo = req.has('Refer-To') ? req.getParsedHeader('refer-to') : undefined;
+    const target = referTo ? /^sips?:([^@;>]+)@/.exec(referTo.uri)?.[1] : undefined;
+    if (!transferee || this.#state !== 'answered') {
+      await sendResponse(res, 481, 'Call/Transaction Does Not Exist').catch(() => undefined);
+      return;
+    }
+    if (this.#transferring) {
+      await sendResponse(res, 491, 'Request Pending').catch(() => undefined);
+      return;
+    }
+    if (!target) {
+      await sendResponse(res, 400, 'Bad Refer-To').catch(() => undefined);
+      return;
+    }
+    const extension = decodeURIComponent(target);
+    if (this.#ctx.dialPlan.classify(extension) !== 'match') {
+      await sendResponse(res, 403, 'Transfer Target Not Allowed').catch(() => undefined);
+      return;
+    }
+    this.#transferring = true;
+    this.log.info({ from: referrer.side, target: extension }, 'REFER: blind transfer');
+    await sendResponse(res, 202, 'Accepted').catch(() => undefined);
+    const notify = (frag: string, terminated: boolean): Promise<unknown> =>
+      dialogRequest(referrer.dialog, {
+        method: 'NOTIFY',
+        headers: {
+          Event: 'refer',
+          'Subscription-State': terminated ? 'terminated;reason=noresource' : 'active;expires=60',
+          'Content-Type': 'message/sipfrag;version=2.0',
+        },
+        body: `SIP/2.0 ${frag}\r\n`,
+      }).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'NOTIFY to the transferor failed'));
+    await notify('100 Trying', false);
+    const callId = this.summary.aLeg.callId;
+    let target3: SrfDialog;
+    try {
+      const offer = await this.#ctx.media.offer({ callId, fromTag: transferee.tag, sdp: transferee.dialog.remote.sdp });
+      const extra: Record<string, string> = req.has('Referred-By') ? { 'Referred-By': req.get('Referred-By') } : {};
+      this.#bReq = undefined;
+      target3 = await this.#sendBLeg(extension, offer, transferee.identity, undefined, extra);
+      this.#clearNoAnswerTimer();
+    } catch (err) {
+      this.#clearNoAnswerTimer();
+      this.#transferring = false;
+      const failure = sipFailureOf(err);
+      this.log.info({ status: failure?.status, err: failure ? undefined : (err as Error).message }, 'transfer failed; the call stays as it was');
+      await notify(failure ? `${failure.status} ${failure.reason || 'Failed'}` : '503 Service Unavailable', true);
+      return;
+    }
+    if (this.#other(transferee) !== referrer || this.ended) {
+      // The transferee hung up while the target was ringing.
+      await destroyDialog(target3).catch(() => undefined);
+      this.#transferring = false;
+      return;
+    }
+    const newLeg: Leg = { dialog: target3, tag: target3.sip.remoteTag, side: referrer.side, identity: withoutTag(target3.req?.get('To') ?? '') };
+    try {
+      const forTransferee = await this.#ctx.media.answer({ callId, fromTag: transferee.tag, toTag: newLeg.tag, sdp: target3.remote.sdp });
+      await modifyDialog(transferee.dialog, forTransferee);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'updating the transferee\'s media failed');
+    }
+    this.#legs = transferee === this.#legs?.[0] ? [transferee, newLeg] : [newLeg, transferee];
+    this.summary.transfers.push(extension);
+    this.#transferring = false;
+    this.#attach(newLeg);
+    this.log.info({ target: extension }, 'transfer completed');
+    await notify('200 OK', true);
+    // The transferor normally sends BYE now; if it does not, end its leg ourselves.
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      void destroyDialog(referrer.dialog).catch(() => undefined);
+    }, 32_000);
+    this.#timers.add(t);
+    referrer.dialog.on('destroy', () => {
+      clearTimeout(t);
+      this.#timers.delete(t);
+    });
+  }
+
+  /** Ends an answered call: BYE to every leg still up (but `from`, which sent its own BYE). */
+  async #endBridge(from: Leg | undefined, by: HangupSide): Promise<void> {
+    if (!this.#legs || this.ended || this.#state === 'ending') return;
+    this.summary.hangupBy ??= by;
+    this.#setState('ending');
+    const legs = this.#legs;
+    await Promise.all(
+      legs.filter((l) => l !== from).map((l) => destroyDialog(l.dialog).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'BYE failed'))),
+    );
+    await this.#finish('ended', by);
+  }
+
+  // ---- the end -----------------------------------------------------------------------------
+
+  /** Deletes the media session, records the outcome, emits `end`. Idempotent. */
+  #finish(state: 'ended' | 'failed' | 'cancelled', by: HangupSide): Promise<void> {
+    this.#finishing ??= this.#doFinish(state, by);
+    return this.#finishing;
+  }
+
+  async #doFinish(state: 'ended' | 'failed' | 'cancelled', by: HangupSide): Promise<void> {
+    this.#clearNoAnswerTimer();
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    if (this.#mediaAnchored) {
+      try {
+        this.summary.media = await this.#ctx.media.delete({ callId: this.summary.aLeg.callId, fromTag: this.#aTag });
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'media delete failed');
+      }
+    }
+    this.summary.hangupBy ??= by;
+    this.summary.endedAt = new Date();
+    this.summary.outcome ??= outcomeOf(state, this.summary.bLeg.status ?? this.summary.aLeg.status);
+    if (state === 'ended' && this.#state === 'answered') this.#setState('ending');
+    this.#setState(state);
+    this.log.info(
+      {
+        outcome: this.summary.outcome,
+        hangupBy: this.summary.hangupBy,
+        aStatus: this.summary.aLeg.status,
+        bStatus: this.summary.bLeg.status,
+        durationMs: this.summary.answeredAt ? this.summary.endedAt.getTime() - this.summary.answeredAt.getTime() : 0,
+      },
+      'call ended',
+    );
+    this.emit('end', this.summary);
+  }
+}
+
+function outcomeOf(state: 'ended' | 'failed' | 'cancelled', status: number | undefined): CallOutcome {
+  if (state === 'ended') return 'answered';
+  if (state === 'cancelled') return 'cancelled';
+  if (status === 486 || status === 600) return 'busy';
+  if (status === 408 || status === 480) return 'no-answer';
+  if (status === 487) return 'cancelled';
+  if (status !== undefined && status >= 400 && status < 500) return 'rejected';
+  if (status === 603) return 'rejected';
+  return 'failed';
+}

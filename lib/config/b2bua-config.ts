@@ -1,0 +1,87 @@
+import { hostname } from 'node:os';
+import { DialPlan, DialPlanError } from '../b2bua/dial-plan';
+import { ConfigError } from './engine-args';
+import { EnvReader, type Env } from './env';
+
+export interface OperatorConfig {
+  readonly address: string;
+  readonly port: number;
+  /** Bearer tokens allowed to read. Never logged. */
+  readonly readTokens: readonly string[];
+  /** Bearer tokens allowed to read and act (hang up). Never logged. */
+  readonly adminTokens: readonly string[];
+}
+
+export interface B2buaConfig {
+  readonly drachtio: { readonly host: string; readonly port: number; readonly secret: string };
+  readonly kamailioUri: string;
+  readonly dialPlan: DialPlan;
+  readonly maxCalls: number;
+  readonly maxCallsPerExtension: number;
+  readonly retryAfterSec: number;
+  readonly noAnswerTimeoutSec: number;
+  readonly shutdownTimeoutSec: number;
+  readonly media:
+    | { readonly kind: 'off' }
+    | {
+        readonly kind: 'rtpengine';
+        readonly engines: ReadonlyArray<{ host: string; port: number }>;
+        readonly selection: 'least-loaded' | 'round-robin';
+        readonly timeoutMs: number;
+      };
+  readonly instance: string;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** The operator HTTP endpoint (health, live calls, hang-up); undefined when OPERATOR_PORT=0. */
+  readonly operator: OperatorConfig | undefined;
+}
+
+function tokens(reader: EnvReader, name: string): string[] {
+  const v = reader.raw(name);
+  if (v === undefined) return [];
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const t of list) if (t.length < 16) throw new ConfigError(`${name}: every token must be at least 16 characters`);
+  return list;
+}
+
+/** Reads and checks the B2BUA's settings (see .env.example). Throws ConfigError naming the variable. */
+export function loadB2buaConfig(env: Env): B2buaConfig {
+  const r = new EnvReader(env);
+  const secret = r.raw('DRACHTIO_SECRET');
+  if (secret === undefined) throw new ConfigError('DRACHTIO_SECRET is required (the drachtio server\'s shared secret)');
+  let dialPlan: DialPlan;
+  try {
+    dialPlan = new DialPlan(r.string('DIAL_PLAN', '6XXX'));
+  } catch (err) {
+    if (err instanceof DialPlanError) throw new ConfigError(`DIAL_PLAN: ${err.message}`);
+    throw err;
+  }
+  const mediaKind = r.oneOf('MEDIA', ['rtpengine', 'off'] as const, 'rtpengine');
+  const media: B2buaConfig['media'] =
+    mediaKind === 'off'
+      ? { kind: 'off' }
+      : {
+          kind: 'rtpengine',
+          engines: r.hostPorts('RTPENGINE_NG', '127.0.0.1:22222'),
+          selection: r.oneOf('RTPENGINE_SELECTION', ['least-loaded', 'round-robin'] as const, 'least-loaded'),
+          timeoutMs: r.integer('RTPENGINE_TIMEOUT_MS', 1500, 50, 60_000),
+        };
+  const operatorPort = r.integer('OPERATOR_PORT', 8080, 0, 65535);
+  const readTokens = tokens(r, 'OPERATOR_TOKENS');
+  const adminTokens = tokens(r, 'OPERATOR_ADMIN_TOKENS');
+  const operator: OperatorConfig | undefined =
+    operatorPort === 0 ? undefined : { address: r.host('OPERATOR_ADDRESS', '127.0.0.1'), port: operatorPort, readTokens, adminTokens };
+  return {
+    drachtio: { host: r.host('DRACHTIO_HOST', '127.0.0.1'), port: r.port('DRACHTIO_PORT', 9022), secret },
+    kamailioUri: r.sipUri('KAMAILIO_SIP_URI', 'sip:127.0.0.1:5060'),
+    dialPlan,
+    maxCalls: r.integer('MAX_CALLS', 12_000, 1, 1_000_000),
+    maxCallsPerExtension: r.integer('MAX_CALLS_PER_EXTENSION', 8, 1, 1_000_000),
+    retryAfterSec: r.integer('RETRY_AFTER', 5, 1, 3600),
+    noAnswerTimeoutSec: r.integer('NO_ANSWER_TIMEOUT', 60, 1, 3600),
+    shutdownTimeoutSec: r.integer('SHUTDOWN_TIMEOUT', 30, 0, 86_400),
+    media,
+    instance: r.string('B2BUA_INSTANCE', hostname()),
+    logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, 'info'),
+    operator,
+  };
+}

@@ -1,0 +1,234 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { StackConfig } from '../config/stack-config';
+import { startKamailio } from './kamailio';
+import { describeExit, NativeProcess, waitForLine } from './native-process';
+import { startRtpEngine } from './rtpengine';
+
+/** The nearest directory above `start` holding package.json: the repository root from lib/ or dist/lib/. */
+export function findRepoRoot(start: string = __dirname): string {
+  for (let dir = resolve(start); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${start}`);
+  }
+}
+
+export interface StackOptions {
+  readonly config: StackConfig;
+  /** The drachtio shared secret the engine and the B2BUA share. Never logged. */
+  readonly secret: string;
+  /** Environment of the B2BUA process (its settings; DRACHTIO_* and RTPENGINE_NG are filled in). */
+  readonly b2buaEnv: Readonly<Record<string, string>>;
+  readonly logger: Logger;
+  /** Extra engine options (e.g. ["--sip-t1", "100"]). */
+  readonly engineArgs?: readonly string[];
+  /** Write the B2BUA's JSON log lines to this stream too (the terminal under `npm start`). */
+  readonly echoB2bua?: NodeJS.WritableStream;
+  /** Restart a child that dies (default true); tests turn it off to see failures. */
+  readonly supervise?: boolean;
+  /** Directory of the compiled entry points (default <repo>/dist/app). */
+  readonly appDir?: string;
+}
+
+type ChildName = 'kamailio' | 'rtpengine' | 'engine' | 'b2bua';
+
+interface Child {
+  readonly name: ChildName;
+  readonly launch: () => Promise<NativeProcess>;
+  proc: NativeProcess | undefined;
+  restarts: number[];
+}
+
+const RESTART_WINDOW_MS = 60_000;
+const MAX_RESTARTS_IN_WINDOW = 5;
+
+/**
+ * The whole system on one machine: Kamailio, RTPEngine, the SIP engine and the B2BUA as child
+ * processes, started in dependency order, restarted when one dies (with back-off, up to 5 times a
+ * minute), and stopped in reverse order by PID. Runtime files live under the config's varDir.
+ */
+export class Stack {
+  readonly #opts: StackOptions;
+  readonly #children: Child[] = [];
+  #stopping = false;
+  #failed: ((err: Error) => void) | undefined;
+  /** Settles with an error if a child keeps dying (the caller should stop the stack). */
+  readonly failure: Promise<Error>;
+
+  private constructor(options: StackOptions) {
+    this.#opts = options;
+    this.failure = new Promise<Error>((resolve) => {
+      this.#failed = resolve;
+    });
+  }
+
+  static async start(options: StackOptions): Promise<Stack> {
+    const stack = new Stack(options);
+    try {
+      await stack.#startAll();
+    } catch (err) {
+      await stack.stop();
+      throw err;
+    }
+    return stack;
+  }
+
+  get config(): StackConfig {
+    return this.#opts.config;
+  }
+
+  /** The running process of a child, if any. */
+  process(name: ChildName): NativeProcess | undefined {
+    return this.#children.find((c) => c.name === name)?.proc;
+  }
+
+  pids(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.#children) if (c.proc?.running) out[c.name] = c.proc.pid;
+    return out;
+  }
+
+  async #startAll(): Promise<void> {
+    const { config, logger, secret } = this.#opts;
+    const run = join(config.varDir, 'run');
+    const logs = join(config.varDir, 'log');
+    mkdirSync(run, { recursive: true });
+    mkdirSync(logs, { recursive: true });
+    const appDir = this.#opts.appDir ?? join(findRepoRoot(), 'dist', 'app');
+    const log = (name: string): Logger => logger.child({ proc: name });
+
+    const children: Array<Omit<Child, 'proc' | 'restarts'>> = [
+      {
+        name: 'kamailio',
+        launch: () =>
+          startKamailio({
+            listen: { address: config.sip.address, port: config.sip.port, advertise: config.sip.advertised },
+            engine: { address: config.engine.sipAddress, port: config.engine.sipPort },
+            dbFile: join(config.varDir, 'kamailio.sqlite'),
+            domain: config.sip.domain,
+            runDir: join(run, 'kamailio'),
+            antiflood: config.antiflood ? { density: 64 } : false,
+            logger: log('kamailio'),
+            logFile: join(logs, 'kamailio.log'),
+          }),
+      },
+    ];
+    if (config.media === 'rtpengine') {
+      children.push({
+        name: 'rtpengine',
+        launch: () =>
+          startRtpEngine({
+            interface: { address: config.rtpengine.mediaAddress, advertise: config.sip.advertised },
+            ng: { address: '127.0.0.1', port: config.rtpengine.ngPort },
+            portMin: config.rtpengine.portMin,
+            portMax: config.rtpengine.portMax,
+            pidFile: join(run, 'rtpengine.pid'),
+            logger: log('rtpengine'),
+            logFile: join(logs, 'rtpengine.log'),
+          }),
+      });
+    }
+    children.push({
+      name: 'engine',
+      launch: () =>
+        NativeProcess.start({
+          name: 'engine',
+          command: process.execPath,
+          args: [
+            join(appDir, 'engine.js'),
+            '--contact', `sip:${config.engine.sipAddress}:${config.engine.sipPort};transport=udp,tcp`,
+            '--address', config.engine.wireAddress,
+            '--port', String(config.engine.wirePort),
+            '--loglevel', 'info',
+            '--prometheus-scrape-port', `127.0.0.1:${config.engine.statusPort}`,
+            '--capture',
+            ...(this.#opts.engineArgs ?? []),
+          ],
+          // The secret goes by environment, not argv, so `ps` does not show it.
+          env: { ...process.env, DRACHTIO_SECRET: secret },
+          logger: log('engine'),
+          logFile: join(logs, 'engine.log'),
+          ready: (p) => waitForLine(p, (l) => l.includes('"engine ready"')).then(() => undefined),
+        }),
+    });
+    children.push({
+      name: 'b2bua',
+      launch: () =>
+        NativeProcess.start({
+          name: 'b2bua',
+          command: process.execPath,
+          args: [join(appDir, 'b2bua.js')],
+          env: {
+            PATH: process.env.PATH ?? '/usr/bin:/bin',
+            ...this.#opts.b2buaEnv,
+            ENV_FILE: '/dev/null',
+            DRACHTIO_HOST: config.engine.wireAddress,
+            DRACHTIO_PORT: String(config.engine.wirePort),
+            DRACHTIO_SECRET: secret,
+            KAMAILIO_SIP_URI: `sip:${config.sip.address}:${config.sip.port}`,
+            MEDIA: config.media,
+            RTPENGINE_NG: `127.0.0.1:${config.rtpengine.ngPort}`,
+          },
+          logger: log('b2bua'),
+          logFile: join(logs, 'b2bua.log'),
+          echo: this.#opts.echoB2bua,
+          stopTimeoutMs: 60_000,
+          ready: (p) => waitForLine(p, (l) => l.includes('"b2bua connected to the drachtio server"')).then(() => undefined),
+        }),
+    });
+
+    for (const spec of children) {
+      const child: Child = { ...spec, proc: undefined, restarts: [] };
+      this.#children.push(child);
+      await this.#launch(child);
+    }
+  }
+
+  async #launch(child: Child): Promise<void> {
+    const started = Date.now();
+    child.proc = await child.launch();
+    const proc = child.proc;
+    this.#opts.logger.info({ proc: child.name, pid: proc.pid, ms: Date.now() - started }, `${child.name} started`);
+    proc.once('exit', (exit) => {
+      if (this.#stopping || child.proc !== proc) return;
+      this.#opts.logger.error({ proc: child.name, pid: proc.pid, exit: describeExit(exit), last: proc.output().slice(-5) }, `${child.name} died`);
+      if (this.#opts.supervise === false) {
+        this.#failed?.(new Error(`${child.name} exited (${describeExit(exit)})`));
+        return;
+      }
+      void this.#restart(child);
+    });
+  }
+
+  async #restart(child: Child): Promise<void> {
+    const now = Date.now();
+    child.restarts = child.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    if (child.restarts.length >= MAX_RESTARTS_IN_WINDOW) {
+      this.#failed?.(new Error(`${child.name} died ${MAX_RESTARTS_IN_WINDOW} times within a minute; giving up`));
+      return;
+    }
+    child.restarts.push(now);
+    const delay = Math.min(30_000, 500 * 2 ** (child.restarts.length - 1));
+    this.#opts.logger.warn({ proc: child.name, inMs: delay }, `restarting ${child.name}`);
+    await new Promise((r) => setTimeout(r, delay));
+    if (this.#stopping) return;
+    try {
+      await this.#launch(child);
+    } catch (err) {
+      this.#opts.logger.error({ proc: child.name, err: (err as Error).message }, `${child.name} failed to restart`);
+      if (!this.#stopping) void this.#restart(child);
+    }
+  }
+
+  /** Stops every child in reverse start order (the B2BUA first, so it can drain). Idempotent. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const child of [...this.#children].reverse()) {
+      const proc = child.proc;
+      if (!proc?.running) continue;
+      const exit = await proc.stop();
+      this.#opts.logger.info({ proc: child.name, pid: proc.pid, exit: describeExit(exit) }, `${child.name} stopped`);
+    }
+  }
+}

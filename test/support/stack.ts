@@ -1,0 +1,270 @@
+// The whole native stack for integration tests: Kamailio, RTPEngine, the engine and the B2BUA on
+// free loopback ports, started by lib/stack (as `npm start` does) with supervision off so a dying
+// process fails the test. Phones are SIPp instances registered through Kamailio.
+//
+// Addresses: phones and Kamailio on 127.0.0.1, the engine's SIP side on 127.0.0.2 (the address
+// Kamailio trusts), RTPEngine's media on 127.0.0.3 so a test can tell relayed media from direct.
+
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { StackConfig } from '../../lib/config/stack-config';
+import { ExtensionStore } from '../../lib/extensions';
+import { Stack } from '../../lib/stack/stack';
+import { bdecode, bencode, type BValue } from './bencode';
+import { freePortRange, freePorts, releasePorts } from './ports';
+import { runSipp, startSipp, type SipTransport, type SippHandle, type SippOptions, type SippResult } from './sipp';
+import { waitUntil } from './wait';
+
+export const PHONE_IP = '127.0.0.1';
+export const ENGINE_IP = '127.0.0.2';
+export const MEDIA_IP = '127.0.0.3';
+
+export interface TestStackOptions {
+  media?: 'rtpengine' | 'off';
+  /** Extra B2BUA settings (NO_ANSWER_TIMEOUT, MAX_CALLS, ...). */
+  b2buaEnv?: Record<string, string>;
+  extensions?: readonly string[];
+  antiflood?: boolean;
+}
+
+export interface ApiAnswer {
+  status: number;
+  body: unknown;
+}
+
+export interface TestStack {
+  readonly stack: Stack;
+  readonly config: StackConfig;
+  /** Kamailio as phones reach it: "127.0.0.1:port". */
+  readonly sip: string;
+  readonly domain: string;
+  readonly passwords: Readonly<Record<string, string>>;
+  readonly adminToken: string;
+  readonly readToken: string;
+  readonly operatorPort: number;
+  /** GET/POST on the B2BUA's operator endpoint with a bearer token (admin by default). */
+  api(path: string, options?: { method?: 'GET' | 'POST'; token?: string | null }): Promise<ApiAnswer>;
+  /** The engine's /status JSON. */
+  engineStatus(): Promise<Record<string, unknown>>;
+  /** The engine's capture of one Call-ID (every SIP message both ways). */
+  engineCapture(callId: string): Promise<Array<{ dir: 'in' | 'out'; peer: string; text: string }>>;
+  /** Call-IDs RTPEngine holds (NG `list`). */
+  rtpengineCalls(): Promise<string[]>;
+  /** The B2BUA's JSON log lines so far. */
+  b2buaLog(): Array<Record<string, unknown>>;
+  /** Resolves once no call is held anywhere: B2BUA sessions, engine dialogs, RTPEngine calls. */
+  settled(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const DEFAULT_EXTENSIONS = ['6001', '6002', '6003', '6004'];
+
+function quietLogger(): Logger {
+  return pino({ level: process.env.TEST_STACK_LOG ?? 'warn' });
+}
+
+function ngRequest(port: number, command: Record<string, BValue>, timeoutMs = 2000): Promise<Record<string, BValue>> {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket('udp4');
+    const cookie = randomBytes(6).toString('hex');
+    const timer = setTimeout(() => {
+      sock.close();
+      reject(new Error(`RTPEngine NG ${String(command.command)}: no answer in ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.on('message', (msg) => {
+      const text = msg.toString('latin1');
+      if (!text.startsWith(`${cookie} `)) return;
+      clearTimeout(timer);
+      sock.close();
+      resolve(bdecode(msg, cookie.length + 1).value as Record<string, BValue>);
+    });
+    sock.send(Buffer.concat([Buffer.from(`${cookie} `), bencode(command)]), port, '127.0.0.1');
+  });
+}
+
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  const varDir = mkdtempSync(join(tmpdir(), 'b2bua-stack-'));
+  const [sipPort, engineSipPort, wirePort, statusPort, ngPort, operatorPort] = await freePorts(6);
+  const range = await freePortRange(200);
+  const ports = [sipPort, engineSipPort, wirePort, statusPort, ngPort, operatorPort] as number[];
+  const media = options.media ?? 'rtpengine';
+  const domain = PHONE_IP;
+  const config: StackConfig = {
+    sip: { address: PHONE_IP, port: sipPort as number, advertised: undefined, domain },
+    engine: { sipAddress: ENGINE_IP, sipPort: engineSipPort as number, wireAddress: '127.0.0.1', wirePort: wirePort as number, statusPort: statusPort as number },
+    rtpengine: { ngPort: ngPort as number, portMin: range.first, portMax: range.last, mediaAddress: MEDIA_IP },
+    media,
+    varDir,
+    antiflood: options.antiflood ?? false,
+  };
+  const passwords: Record<string, string> = {};
+  const store = ExtensionStore.open(join(varDir, 'kamailio.sqlite'));
+  try {
+    for (const ext of options.extensions ?? DEFAULT_EXTENSIONS) {
+      passwords[ext] = `pw-${ext}-${randomBytes(4).toString('hex')}`;
+      store.addExtension(ext, passwords[ext], domain);
+    }
+  } finally {
+    store.close();
+  }
+  const adminToken = randomBytes(16).toString('hex');
+  const readToken = randomBytes(16).toString('hex');
+  const secret = randomBytes(12).toString('hex');
+  const stack = await Stack.start({
+    config,
+    secret,
+    b2buaEnv: {
+      LOG_LEVEL: 'debug',
+      OPERATOR_PORT: String(operatorPort),
+      OPERATOR_ADMIN_TOKENS: adminToken,
+      OPERATOR_TOKENS: readToken,
+      SHUTDOWN_TIMEOUT: '5',
+      B2BUA_INSTANCE: 'test-b2bua',
+      ...(options.b2buaEnv ?? {}),
+    },
+    logger: quietLogger(),
+    supervise: false,
+    engineArgs: ['--sip-t1', '100'],
+  });
+
+  const api = async (path: string, opts: { method?: 'GET' | 'POST'; token?: string | null } = {}): Promise<ApiAnswer> => {
+    const token = opts.token === undefined ? adminToken : opts.token;
+    const res = await fetch(`http://127.0.0.1:${operatorPort}${path}`, {
+      method: opts.method ?? 'GET',
+      headers: token === null ? {} : { authorization: `Bearer ${token}` },
+    });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    return { status: res.status, body };
+  };
+  const engineStatus = async (): Promise<Record<string, unknown>> => {
+    const res = await fetch(`http://127.0.0.1:${statusPort}/status`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  const rtpengineCalls = async (): Promise<string[]> => {
+    if (media === 'off') return [];
+    const reply = await ngRequest(ngPort as number, { command: 'list' });
+    const calls = reply.calls;
+    return Array.isArray(calls) ? calls.map(String) : [];
+  };
+  const b2buaLog = (): Array<Record<string, unknown>> => {
+    let text = '';
+    try {
+      text = readFileSync(join(varDir, 'log', 'b2bua.log'), 'utf8');
+    } catch {
+      return [];
+    }
+    const out: Array<Record<string, unknown>> = [];
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // a partial last line
+      }
+    }
+    return out;
+  };
+  return {
+    stack,
+    config,
+    sip: `${PHONE_IP}:${sipPort}`,
+    domain,
+    passwords,
+    adminToken,
+    readToken,
+    operatorPort: operatorPort as number,
+    api,
+    engineStatus,
+    async engineCapture(callId: string) {
+      const res = await fetch(`http://127.0.0.1:${statusPort}/capture/${encodeURIComponent(callId)}`);
+      if (res.status !== 200) return [];
+      const body = (await res.json()) as { messages?: Array<{ dir: 'in' | 'out'; peer: string; text: string }> };
+      return body.messages ?? [];
+    },
+    rtpengineCalls,
+    b2buaLog,
+    async settled(timeoutMs = 10_000) {
+      await waitUntil(
+        async () => {
+          const [status, sessions, calls] = await Promise.all([engineStatus(), api('/api/status'), rtpengineCalls()]);
+          return { dialogs: status.dialogs, sessions: (sessions.body as { sessions?: number }).sessions, rtpengine: calls.length };
+        },
+        (v) => v.dialogs === 0 && v.sessions === 0 && v.rtpengine === 0,
+        { timeoutMs, description: 'no dialog in the engine, no session in the B2BUA, no call in RTPEngine' },
+      );
+    },
+    async stop() {
+      await stack.stop();
+      releasePorts(ports);
+      releasePorts(Array.from({ length: range.last - range.first + 1 }, (_, i) => range.first + i));
+      if (!process.env.TEST_KEEP_VAR) rmSync(varDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface PhoneOptions {
+  transport?: SipTransport;
+  keys?: Record<string, string>;
+  holdMs?: number;
+  extraArgs?: string[];
+  timeoutSec?: number;
+}
+
+/** REGISTERs `ext` through Kamailio with its Contact at `contactPort` (a SIPp UAS). */
+export async function register(s: TestStack, ext: string, contactPort: number, transport: SipTransport = 'udp', expires = 300): Promise<SippResult> {
+  const result = await runSipp({
+    scenario: 'kam-register',
+    remote: s.sip,
+    transport,
+    service: ext,
+    keys: { domain: s.domain, contact_host: PHONE_IP, contact_port: String(contactPort), expires: String(expires), status: '200' },
+    extraArgs: ['-au', ext, '-ap', s.passwords[ext] ?? ''],
+  });
+  if (result.code !== 0) throw new Error(`REGISTER ${ext} failed:\n${result.errors || result.stdout.slice(-1500)}`);
+  return result;
+}
+
+/** Starts a SIPp UAS running `scenario` as extension `ext` and registers it. */
+export async function startCallee(s: TestStack, ext: string, scenario: string, options: PhoneOptions = {}): Promise<SippHandle> {
+  const transport = options.transport ?? 'udp';
+  const sippOptions: SippOptions = {
+    scenario,
+    transport,
+    keys: { caller: ext, ...(options.keys ?? {}) },
+    holdMs: options.holdMs,
+    timeoutSec: options.timeoutSec ?? 30,
+    extraArgs: ['-rtp_echo', ...(options.extraArgs ?? [])],
+  };
+  const uas = await startSipp(sippOptions);
+  try {
+    await register(s, ext, uas.localPort, transport);
+  } catch (err) {
+    await uas.stop();
+    throw err;
+  }
+  return uas;
+}
+
+/** Runs a SIPp phone `ext` calling `target` through Kamailio with digest credentials. */
+export function call(s: TestStack, ext: string, target: string, scenario: string, options: PhoneOptions = {}): Promise<SippResult> {
+  return runSipp({
+    scenario,
+    remote: s.sip,
+    transport: options.transport ?? 'udp',
+    service: target,
+    holdMs: options.holdMs ?? 200,
+    keys: { caller: ext, ...(options.keys ?? {}) },
+    timeoutSec: options.timeoutSec ?? 30,
+    extraArgs: ['-au', ext, '-ap', s.passwords[ext] ?? '', ...(options.extraArgs ?? [])],
+  });
+}

@@ -1,0 +1,53 @@
+import t from 'tap';
+import { loadB2buaConfig } from '../../../lib/config/b2bua-config';
+import { ConfigError } from '../../../lib/config/engine-args';
+import { parseDotenv } from '../../../lib/config/env';
+
+const base = { DRACHTIO_SECRET: 'cymru' };
+
+t.test('defaults follow .env.example', async (tt) => {
+  const c = loadB2buaConfig(base);
+  tt.same(c.drachtio, { host: '127.0.0.1', port: 9022, secret: 'cymru' });
+  tt.equal(c.kamailioUri, 'sip:127.0.0.1:5060');
+  tt.same(c.dialPlan.patterns, ['6XXX']);
+  tt.equal(c.media.kind, 'rtpengine');
+  tt.equal(c.operator?.address, '127.0.0.1', 'the operator endpoint binds to loopback by default');
+  tt.same(c.operator?.adminTokens, []);
+});
+
+t.test('each bad setting stops start-up with a message naming the variable', async (tt) => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{}, /DRACHTIO_SECRET/],
+    [{ ...base, DRACHTIO_PORT: 'abc' }, /DRACHTIO_PORT/],
+    [{ ...base, DRACHTIO_PORT: '70000' }, /DRACHTIO_PORT/],
+    [{ ...base, DRACHTIO_HOST: 'bad host' }, /DRACHTIO_HOST/],
+    [{ ...base, DIAL_PLAN: '6X?' }, /DIAL_PLAN/],
+    [{ ...base, MAX_CALLS: '0' }, /MAX_CALLS/],
+    [{ ...base, MAX_CALLS_PER_EXTENSION: '-1' }, /MAX_CALLS_PER_EXTENSION/],
+    [{ ...base, MEDIA: 'kurento' }, /MEDIA/],
+    [{ ...base, RTPENGINE_NG: '127.0.0.1' }, /RTPENGINE_NG/],
+    [{ ...base, RTPENGINE_SELECTION: 'random' }, /RTPENGINE_SELECTION/],
+    [{ ...base, KAMAILIO_SIP_URI: 'http://x' }, /KAMAILIO_SIP_URI/],
+    [{ ...base, LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ ...base, OPERATOR_TOKENS: 'short' }, /OPERATOR_TOKENS/],
+    [{ ...base, NO_ANSWER_TIMEOUT: '1.5' }, /NO_ANSWER_TIMEOUT/],
+  ];
+  for (const [env, message] of cases) {
+    tt.throws(() => loadB2buaConfig(env), ConfigError, JSON.stringify(env));
+    tt.throws(() => loadB2buaConfig(env), message);
+  }
+});
+
+t.test('several RTPEngines, media off, operator off', async (tt) => {
+  const c = loadB2buaConfig({ ...base, RTPENGINE_NG: '10.0.0.1:22222, rtp2:2223', RTPENGINE_SELECTION: 'round-robin' });
+  tt.same(c.media.kind === 'rtpengine' ? c.media.engines : [], [{ host: '10.0.0.1', port: 22222 }, { host: 'rtp2', port: 2223 }]);
+  tt.equal(loadB2buaConfig({ ...base, MEDIA: 'off' }).media.kind, 'off');
+  tt.equal(loadB2buaConfig({ ...base, OPERATOR_PORT: '0' }).operator, undefined);
+});
+
+t.test('.env parsing: comments, quotes, export, bad lines by number', async (tt) => {
+  const env = parseDotenv('# c\nA=1\nexport B="two words"\nC=\'x # y\'\nD=plain # trailing\n\nE="a\\"b"\n');
+  tt.same(env, { A: '1', B: 'two words', C: 'x # y', D: 'plain', E: 'a"b' });
+  tt.throws(() => parseDotenv('A=1\nnot a setting\n'), /line 2/);
+  tt.throws(() => parseDotenv('A="open\n'), /A has an unterminated quote/);
+});
