@@ -5,7 +5,7 @@
 import t from 'tap';
 import { received, sippHeader, type SippResult } from '../support/sipp';
 import { call, MEDIA_IP, PHONE_IP, startCallee, startTestStack, type TestStack } from '../support/stack';
-import { TRANSPORTS } from '../support/engine-harness';
+import { TRANSPORTS, type TapTest } from '../support/engine-harness';
 
 let s: TestStack;
 
@@ -19,7 +19,7 @@ t.afterEach(async () => {
   await s.settled();
 });
 
-function ok(tt: Tap.Test, r: SippResult, label: string): void {
+function ok(tt: TapTest, r: SippResult, label: string): void {
   tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
 }
 

@@ -234,8 +234,13 @@ export async function register(s: TestStack, ext: string, contactPort: number, t
   return result;
 }
 
+/** A registered SIPp phone; `finish()` also removes its registration so the next test starts clean. */
+export interface Callee extends SippHandle {
+  readonly extension: string;
+}
+
 /** Starts a SIPp UAS running `scenario` as extension `ext` and registers it. */
-export async function startCallee(s: TestStack, ext: string, scenario: string, options: PhoneOptions = {}): Promise<SippHandle> {
+export async function startCallee(s: TestStack, ext: string, scenario: string, options: PhoneOptions = {}): Promise<Callee> {
   const transport = options.transport ?? 'udp';
   const sippOptions: SippOptions = {
     scenario,
@@ -252,7 +257,20 @@ export async function startCallee(s: TestStack, ext: string, scenario: string, o
     await uas.stop();
     throw err;
   }
-  return uas;
+  const unregister = (): Promise<unknown> => register(s, ext, uas.localPort, transport, 0).catch(() => undefined);
+  return {
+    ...uas,
+    extension: ext,
+    async finish(timeoutMs?: number) {
+      const result = await uas.finish(timeoutMs);
+      await unregister();
+      return result;
+    },
+    async stop() {
+      await uas.stop();
+      await unregister();
+    },
+  };
 }
 
 /** Runs a SIPp phone `ext` calling `target` through Kamailio with digest credentials. */
