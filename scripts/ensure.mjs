@@ -28,6 +28,8 @@ const NATIVE = [
   { binary: 'sipp', packages: ['sip-tester'] },
   { binary: 'kamailio', packages: ['kamailio', 'kamailio-sqlite-modules', 'kamailio-extra-modules'] },
   { binary: 'rtpengine', packages: ['rtpengine-daemon'] },
+  // Validates docker-compose.yml offline (no Docker engine: without recommends it does not pull one).
+  { binary: 'docker-compose', packages: ['docker-compose'] },
 ];
 
 class StepError extends Error {}

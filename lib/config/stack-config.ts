@@ -11,7 +11,8 @@ export interface StackConfig {
   readonly rtpengine: { readonly ngPort: number; readonly portMin: number; readonly portMax: number; readonly mediaAddress: string };
   readonly media: 'rtpengine' | 'off';
   readonly varDir: string;
-  readonly antiflood: boolean;
+  /** Kamailio pike density (requests per source per 2 s) when antiflood is on; undefined when off. */
+  readonly antiflood: { readonly density: number } | undefined;
 }
 
 export function loadStackConfig(env: Env, cwd: string): StackConfig {
@@ -38,6 +39,6 @@ export function loadStackConfig(env: Env, cwd: string): StackConfig {
     rtpengine: { ngPort: r.port('RTPENGINE_NG_PORT', 22222), portMin, portMax, mediaAddress: r.host('RTPENGINE_MEDIA_ADDRESS', sipAddress) },
     media: r.oneOf('MEDIA', ['rtpengine', 'off'] as const, 'rtpengine'),
     varDir: isAbsolute(varDir) ? varDir : resolve(cwd, varDir),
-    antiflood: r.oneOf('ANTIFLOOD', ['on', 'off'] as const, 'on') === 'on',
+    antiflood: r.oneOf('ANTIFLOOD', ['on', 'off'] as const, 'on') === 'on' ? { density: r.integer('PIKE_DENSITY', 64, 1, 100_000) } : undefined,
   };
 }

@@ -108,7 +108,7 @@ export class Stack {
             dbFile: join(config.varDir, 'kamailio.sqlite'),
             domain: config.sip.domain,
             runDir: join(run, 'kamailio'),
-            antiflood: config.antiflood ? { density: 64 } : false,
+            antiflood: config.antiflood ?? false,
             logger: log('kamailio'),
             logFile: join(logs, 'kamailio.log'),
           }),

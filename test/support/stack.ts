@@ -99,7 +99,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     rtpengine: { ngPort: ngPort as number, portMin: range.first, portMax: range.last, mediaAddress: MEDIA_IP },
     media,
     varDir,
-    antiflood: options.antiflood ?? false,
+    antiflood: options.antiflood ? { density: 64 } : undefined,
   };
   const passwords: Record<string, string> = {};
   const store = ExtensionStore.open(join(varDir, 'kamailio.sqlite'));
