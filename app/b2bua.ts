@@ -37,9 +37,6 @@ async function main(): Promise<void> {
     redact: { paths: ['secret', '*.secret', 'token', '*.token', 'req.headers.authorization'], censor: '[redacted]' },
   });
 
-  // rtpengine-client reads its control socket's receive buffer size from the environment; the
-  // default (~208 KB) drops bursts of replies near saturation (NATIVE-STACK.md).
-  process.env.UDP_RECV_BUFSIZE ??= String(4 * 1024 * 1024);
   const media: MediaAnchor =
     config.media.kind === 'off'
       ? new NoMediaAnchor()
