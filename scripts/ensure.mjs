@@ -35,7 +35,7 @@ const NATIVE = [
 class StepError extends Error {}
 
 function say(message) {
-  console.log(`ensure: ${message}`);
+  console.error(`ensure: ${message}`);
 }
 
 function run(command, args, options = {}) {

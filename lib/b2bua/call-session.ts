@@ -648,6 +648,9 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         aStatus: this.summary.aLeg.status,
         bStatus: this.summary.bLeg.status,
         durationMs: this.summary.answeredAt ? this.summary.endedAt.getTime() - this.summary.answeredAt.getTime() : 0,
+        media: this.summary.media
+          ? { callerToCallee: this.summary.media.callerToCallee, calleeToCaller: this.summary.media.calleeToCaller, engine: this.summary.media.engine }
+          : undefined,
       },
       'call ended',
     );

@@ -1,0 +1,105 @@
+// Admission and lifecycle over the real native stack: concurrent call limits (503 with
+// Retry-After), RTPEngine down (503, nothing left hanging), graceful shutdown on SIGTERM.
+
+import t from 'tap';
+import type { TapTest } from '../support/engine-harness';
+import { received, sippHeader, type SippResult } from '../support/sipp';
+import { call, startCallee, startTestStack, type TestStack } from '../support/stack';
+import { waitUntil } from '../support/wait';
+
+function ok(tt: TapTest, r: SippResult, label: string): void {
+  tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
+}
+
+function finalResponse(r: SippResult): ReturnType<typeof received>[number] | undefined {
+  return received(r, { cseqMethod: 'INVITE' }).filter((m) => (m.status ?? 0) >= 300).pop();
+}
+
+async function liveCalls(s: TestStack): Promise<Array<{ state: string }>> {
+  const res = await s.api('/api/calls/live');
+  return (res.body as { calls: Array<{ state: string }> }).calls;
+}
+
+function answeredCalls(s: TestStack, n: number): Promise<unknown> {
+  return waitUntil(() => liveCalls(s), (calls) => calls.filter((c) => c.state === 'answered').length === n, { description: `${n} answered calls` });
+}
+
+t.test('limits: per extension and global, 503 with Retry-After', async (tt) => {
+  const s = await startTestStack({
+    extensions: ['6001', '6002', '6003', '6004', '6005', '6006'],
+    b2buaEnv: { MAX_CALLS: '2', MAX_CALLS_PER_EXTENSION: '1', RETRY_AFTER: '7' },
+  });
+  tt.teardown(() => s.stop());
+  const b1 = await startCallee(s, '6002', 'uas-ext-answer');
+  const first = call(s, '6001', '6002', 'uac-ext-call', { holdMs: 3000 });
+  await answeredCalls(s, 1);
+  const perExt = await call(s, '6003', '6002', 'uac-ext-fail');
+  ok(tt, perExt, 'a second call to 6002');
+  const r1 = finalResponse(perExt);
+  tt.equal(r1?.status, 503, 'a second call to a busy extension is refused with 503');
+  tt.equal(r1 ? sippHeader(r1, 'Retry-After') : undefined, '7', 'with Retry-After');
+  const b2 = await startCallee(s, '6004', 'uas-ext-answer');
+  const second = call(s, '6003', '6004', 'uac-ext-call', { holdMs: 2000 });
+  await answeredCalls(s, 2);
+  const global = await call(s, '6005', '6006', 'uac-ext-fail');
+  ok(tt, global, 'a third call');
+  const r2 = finalResponse(global);
+  tt.equal(r2?.status, 503, 'beyond MAX_CALLS: 503');
+  tt.equal(r2 ? sippHeader(r2, 'Retry-After') : undefined, '7');
+  ok(tt, await first, 'first call');
+  ok(tt, await second, 'second call');
+  ok(tt, await b1.finish(), 'callee 6002');
+  ok(tt, await b2.finish(), 'callee 6004');
+  await s.settled();
+});
+
+t.test('RTPEngine down: the caller gets 503 and nothing is left hanging', async (tt) => {
+  const s = await startTestStack({ b2buaEnv: { RTPENGINE_TIMEOUT_MS: '300' } });
+  tt.teardown(() => s.stop());
+  await s.stack.process('rtpengine')?.stop();
+  const r = await call(s, '6001', '6002', 'uac-ext-fail');
+  ok(tt, r, 'caller');
+  tt.equal(finalResponse(r)?.status, 503, finalResponse(r)?.firstLine ?? "no final response");
+  const ready = await s.api('/ready', { token: null });
+  tt.equal(ready.status, 503, '/ready says not ready');
+  tt.match(JSON.stringify(ready.body), /media/, 'and names the media check');
+  const status = await s.engineStatus();
+  tt.equal(status.dialogs, 0, 'the engine holds no dialog');
+  tt.equal((await s.api('/api/status')).body && ((await s.api('/api/status')).body as { sessions: number }).sessions, 0, 'the B2BUA holds no session');
+});
+
+t.test('SIGTERM: calls in progress finish, new calls get 503, then the B2BUA exits 0', async (tt) => {
+  const s = await startTestStack({ b2buaEnv: { SHUTDOWN_TIMEOUT: '20' } });
+  tt.teardown(() => s.stop());
+  const callee = await startCallee(s, '6002', 'uas-ext-answer');
+  const inProgress = call(s, '6001', '6002', 'uac-ext-call', { holdMs: 2500 });
+  await answeredCalls(s, 1);
+  const b2bua = s.stack.process('b2bua');
+  b2bua?.signal('SIGTERM');
+  await waitUntil(() => s.api('/ready', { token: null }), (r) => r.status === 503, { description: 'not ready while draining' });
+  const refused = await call(s, '6003', '6004', 'uac-ext-fail');
+  ok(tt, refused, 'a new call during the drain');
+  const f = finalResponse(refused);
+  tt.equal(f?.status, 503, 'is refused with 503');
+  tt.ok(f && sippHeader(f, 'Retry-After'), 'with Retry-After');
+  ok(tt, await inProgress, 'the call in progress ended normally');
+  ok(tt, await callee.finish(), 'callee');
+  const exit = await b2bua?.exited;
+  tt.same(exit, { code: 0, signal: null }, 'the B2BUA exited 0 once the call ended');
+});
+
+t.test('a second SIGTERM exits at once', async (tt) => {
+  const s = await startTestStack({ b2buaEnv: { SHUTDOWN_TIMEOUT: '60' } });
+  tt.teardown(() => s.stop());
+  const callee = await startCallee(s, '6002', 'uas-ext-answer');
+  const inProgress = call(s, '6001', '6002', 'uac-ext-call', { holdMs: 5000 });
+  await answeredCalls(s, 1);
+  const b2bua = s.stack.process('b2bua');
+  b2bua?.signal('SIGTERM');
+  await waitUntil(() => s.api('/ready', { token: null }), (r) => r.status === 503, { description: 'draining' });
+  b2bua?.signal('SIGTERM');
+  const exit = await b2bua?.exited;
+  tt.equal(exit?.code, 1, 'exited without waiting for the call');
+  await inProgress;
+  await callee.stop();
+});
