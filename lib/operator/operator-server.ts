@@ -58,8 +58,8 @@ export interface OperatorServer {
 export async function startOperatorServer(options: OperatorServerOptions): Promise<OperatorServer> {
   const { config, service } = options;
   const app = Fastify({
-    loggerInstance: options.logger.child({ component: 'operator' }),
-    disableRequestLogging: true,
+    // Per-request lines are fastify's at info; the operator endpoint logs only warnings and errors.
+    loggerInstance: options.logger.child({ component: 'operator' }, { level: 'warn' }),
     bodyLimit: 64 * 1024,
   });
 

@@ -108,6 +108,9 @@ export class NativeProcess extends EventEmitter<NativeProcessEvents> {
       env: options.env ?? process.env,
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a Ctrl-C in the terminal reaches only the supervisor, which then
+      // stops the children in order (the B2BUA first, so it can drain its calls).
+      detached: true,
     });
     const spawnError = new Promise<never>((_, reject) => {
       child.once('error', (err) => reject(new NativeProcessError(options.name, `cannot run ${options.command}: ${err.message}`, [])));

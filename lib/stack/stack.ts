@@ -96,7 +96,7 @@ export class Stack {
     mkdirSync(run, { recursive: true });
     mkdirSync(logs, { recursive: true });
     const appDir = this.#opts.appDir ?? join(findRepoRoot(), 'dist', 'app');
-    const log = (name: string): Logger => logger.child({ proc: name });
+    const log = (name: string): Logger => logger.child({ child: name });
 
     const children: Array<Omit<Child, 'proc' | 'restarts'>> = [
       {
@@ -189,10 +189,10 @@ export class Stack {
     const started = Date.now();
     child.proc = await child.launch();
     const proc = child.proc;
-    this.#opts.logger.info({ proc: child.name, pid: proc.pid, ms: Date.now() - started }, `${child.name} started`);
+    this.#opts.logger.info({ child: child.name, pid: proc.pid, ms: Date.now() - started }, `${child.name} started`);
     proc.once('exit', (exit) => {
       if (this.#stopping || child.proc !== proc) return;
-      this.#opts.logger.error({ proc: child.name, pid: proc.pid, exit: describeExit(exit), last: proc.output().slice(-5) }, `${child.name} died`);
+      this.#opts.logger.error({ child: child.name, pid: proc.pid, exit: describeExit(exit), last: proc.output().slice(-5) }, `${child.name} died`);
       if (this.#opts.supervise === false) {
         this.#failed?.(new Error(`${child.name} exited (${describeExit(exit)})`));
         return;
@@ -210,13 +210,13 @@ export class Stack {
     }
     child.restarts.push(now);
     const delay = Math.min(30_000, 500 * 2 ** (child.restarts.length - 1));
-    this.#opts.logger.warn({ proc: child.name, inMs: delay }, `restarting ${child.name}`);
+    this.#opts.logger.warn({ child: child.name, inMs: delay }, `restarting ${child.name}`);
     await new Promise((r) => setTimeout(r, delay));
     if (this.#stopping) return;
     try {
       await this.#launch(child);
     } catch (err) {
-      this.#opts.logger.error({ proc: child.name, err: (err as Error).message }, `${child.name} failed to restart`);
+      this.#opts.logger.error({ child: child.name, err: (err as Error).message }, `${child.name} failed to restart`);
       if (!this.#stopping) void this.#restart(child);
     }
   }
@@ -228,7 +228,7 @@ export class Stack {
       const proc = child.proc;
       if (!proc?.running) continue;
       const exit = await proc.stop();
-      this.#opts.logger.info({ proc: child.name, pid: proc.pid, exit: describeExit(exit) }, `${child.name} stopped`);
+      this.#opts.logger.info({ child: child.name, pid: proc.pid, exit: describeExit(exit) }, `${child.name} stopped`);
     }
   }
 }

@@ -51,6 +51,9 @@ for (const transport of TRANSPORTS) {
     tt.ok(ended, 'the B2BUA logged the end of the call');
     tt.equal(ended?.hangupBy, 'caller');
     tt.equal(ended?.outcome, 'answered');
+    const media = ended?.media as { callerToCallee?: { packets: number }; calleeToCaller?: { packets: number } } | undefined;
+    tt.ok((media?.callerToCallee?.packets ?? 0) > 0, `RTPEngine relayed the caller's audio (${media?.callerToCallee?.packets} packets)`);
+    tt.ok((media?.calleeToCaller?.packets ?? 0) > 0, `and the callee's echo (${media?.calleeToCaller?.packets} packets)`);
   });
 
   t.test(`the callee hangs up: both legs end [${transport}]`, async (tt) => {
