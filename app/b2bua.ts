@@ -65,10 +65,12 @@ async function main(): Promise<void> {
   srf.on('error', (err) => {
     log.warn({ err: err.message, drachtio: `${config.drachtio.host}:${config.drachtio.port}` }, 'drachtio connection error (retrying)');
   });
-  srf.on('disconnect', () => {
+  // drachtio-srf emits 'close' (not the 'disconnect' of its typings) when the socket drops, then
+  // reconnects by itself and emits 'connect' again.
+  (srf as unknown as NodeJS.EventEmitter).on('close', () => {
     if (!connected) return;
     connected = false;
-    log.warn('drachtio connection lost');
+    log.warn('drachtio connection lost: releasing the calls in progress');
     void service.abandonAll();
   });
   srf.connect({ host: config.drachtio.host, port: config.drachtio.port, secret: config.drachtio.secret });
@@ -96,6 +98,10 @@ async function main(): Promise<void> {
     },
     'b2bua started',
   );
+
+  process.on('unhandledRejection', (err) => {
+    log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection');
+  });
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

@@ -108,21 +108,29 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
         Warning: r.limit === 'global' ? '399 b2bua "call limit reached"' : `399 b2bua "call limit reached for ${r.extension}"`,
       });
     }
+    let session: CallSession;
+    try {
+      session = new CallSession(
+        {
+          srf: this.#opts.srf,
+          media: this.#opts.media,
+          kamailioUri: this.#opts.kamailioUri,
+          instance: this.#opts.instance,
+          noAnswerTimeoutMs: this.#opts.noAnswerTimeoutMs,
+          dialPlan: this.#opts.dialPlan,
+          logger: log,
+        },
+        req,
+        res,
+        callee,
+      );
+    } catch (err) {
+      slot.release();
+      log.warn({ err: (err as Error).message, callId: req.get('Call-ID') }, 'INVITE could not be taken');
+      sendResponse(res, 400, 'Bad Request').catch(() => undefined);
+      return;
+    }
     this.#counters.admitted++;
-    const session = new CallSession(
-      {
-        srf: this.#opts.srf,
-        media: this.#opts.media,
-        kamailioUri: this.#opts.kamailioUri,
-        instance: this.#opts.instance,
-        noAnswerTimeoutMs: this.#opts.noAnswerTimeoutMs,
-        dialPlan: this.#opts.dialPlan,
-        logger: log,
-      },
-      req,
-      res,
-      callee,
-    );
     this.#sessions.set(session.id, session);
     session.once('end', (summary) => {
       slot.release();
@@ -168,7 +176,10 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
     ]);
     clearTimeout(timer);
     if (!timedOut) return 0;
-    return this.hangupAll('system');
+    const n = await this.hangupAll('system');
+    // Ringing calls end when their CANCEL is answered: give them a moment to release their media.
+    await Promise.race([this.idle(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    return n;
   }
 
   /** Hangs up every call in progress; resolves with how many there were. */

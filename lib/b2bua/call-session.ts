@@ -88,6 +88,26 @@ interface Leg {
 
 const RELAYED_HEADERS = ['Content-Type', 'Info-Package', 'Event', 'Subscription-State', 'Accept', 'Allow-Events', 'Referred-By'];
 
+/** Percent-decoding that never throws (a malformed escape is kept as it is). */
+export function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Status codes drachtio-srf can send; anything else becomes its class's x00 (RFC 3261 8.1.3.2). */
+const SENDABLE = new Set([
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 410, 412, 413, 414, 415, 416, 417, 420, 421, 422, 423, 428, 429, 430, 433, 436, 437, 438,
+  439, 440, 469, 470, 480, 481, 482, 483, 484, 485, 486, 487, 488, 489, 491, 493, 494, 500, 501, 502, 503, 504, 505, 513, 555, 580, 600,
+  603, 604, 606,
+]);
+
+function sendable(status: number): number {
+  return SENDABLE.has(status) ? status : Math.floor(status / 100) * 100;
+}
+
 function isHold(sdp: string): boolean {
   return /^a=(sendonly|inactive)\s*$/m.test(sdp) || /^c=IN IP4 0\.0\.0\.0\s*$/m.test(sdp);
 }
@@ -116,6 +136,9 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   #legs: [Leg, Leg] | undefined;
   #mediaAnchored = false;
   #transferring = false;
+  /** The party that sent an accepted REFER: its BYE from then on ends only its own leg. */
+  #transferor: Leg | undefined;
+  #transferorGone = false;
   #finishing: Promise<void> | undefined;
   /** Serialises the A-leg answers we send (183 before 200, whatever their async media work). */
   #aLegQueue: Promise<void> = Promise.resolve();
@@ -134,7 +157,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       id: this.id,
       instance: ctx.instance,
       caller: {
-        user: decodeURIComponent(user),
+        user: safeDecode(user),
         displayName: from.name ? from.name.replace(/^"|"$/g, '') : undefined,
         address: req.source_address,
         port: Number(req.source_port),
@@ -234,8 +257,9 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     let offer: string;
     try {
-      offer = await media.offer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, sdp: req.body });
+      // Set first: a hang-up during the offer must still delete (delete waits for the offer).
       this.#mediaAnchored = true;
+      offer = await media.offer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, sdp: req.body });
     } catch (err) {
       this.log.warn({ err: (err as Error).message, code: err instanceof MediaError ? err.code : undefined }, 'media offer failed');
       if (!this.#cancelRequested) await this.#failA(503, 'Service Unavailable', { Reason: 'Q.850;cause=47;text="media server unavailable"' });
@@ -368,6 +392,11 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   }
 
   async #onBLegAnswered(uac: SrfDialog): Promise<void> {
+    // The callee may hang up before the caller's leg is answered and the two are bridged.
+    let calleeGone = false;
+    uac.once('destroy', () => {
+      calleeGone = true;
+    });
     await this.#aLegQueue;
     const bTag = uac.sip.remoteTag;
     const bIdentity = withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`);
@@ -389,6 +418,13 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       await destroyDialog(uac).catch(() => undefined);
       await this.#failA(503, 'Service Unavailable', { Reason: 'Q.850;cause=47;text="media server unavailable"' });
       await this.#finish('failed', 'system');
+      return;
+    }
+    if (calleeGone) {
+      this.log.info('the callee hung up before the caller was answered');
+      this.summary.hangupBy ??= 'callee';
+      await this.#failA(480, 'Temporarily Unavailable');
+      await this.#finish('failed', 'callee');
       return;
     }
     let uas: SrfDialog;
@@ -413,6 +449,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.log.info({ bCallId: this.summary.bLeg.callId }, 'call answered');
     this.#attach(aLeg);
     this.#attach(bLeg);
+    if (calleeGone) {
+      this.log.info('the callee hung up while the caller was being answered');
+      void this.#endBridge(bLeg, 'callee');
+    }
   }
 
   #onCallerCancel(): void {
@@ -436,7 +476,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.summary.aLeg.reason = reason;
     try {
       const extra: Record<string, string> = { ...headers, [HEADER_CALL_ID]: this.id };
-      await sendResponse(this.#res, status, reason, { headers: extra });
+      await sendResponse(this.#res, sendable(status), reason, { headers: extra });
     } catch (err) {
       this.log.warn({ err: (err as Error).message, status }, 'could not send the final response to the caller');
     }
@@ -456,6 +496,11 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     const d = leg.dialog;
     d.on('destroy', () => {
       if (this.#other(leg) === undefined) return; // a transferor leaving after the transfer
+      if (leg === this.#transferor && this.#transferring) {
+        this.log.info({ side: leg.side }, 'the transferor hung up during its transfer');
+        this.#transferorGone = true;
+        return;
+      }
       this.log.info({ side: leg.side }, `BYE from the ${leg.side}`);
       void this.#endBridge(leg, leg.side);
     });
@@ -465,7 +510,13 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     d.on('options', (req, res) => void this.#relayRequest(leg, 'OPTIONS', req, res));
     d.on('message', (req, res) => void this.#relayRequest(leg, 'MESSAGE', req, res));
     d.on('notify', (req, res) => void this.#relayRequest(leg, 'NOTIFY', req, res));
-    d.on('refer', (req, res) => void this.#onRefer(leg, req, res));
+    d.on('refer', (req, res) => {
+      this.#onRefer(leg, req, res).catch(async (err: unknown) => {
+        this.#transferring = false;
+        this.log.warn({ err: (err as Error).message }, 'REFER handling failed');
+        if (!res.finalResponseSent) await sendResponse(res, 400, 'Bad Request').catch(() => undefined);
+      });
+    });
   }
 
   async #relayReinvite(from: Leg, req: SrfRequest, res: SrfResponse): Promise<void> {
@@ -539,12 +590,19 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       await sendResponse(res, 400, 'Bad Refer-To').catch(() => undefined);
       return;
     }
-    const extension = decodeURIComponent(target);
+    if (/[?&]replaces=/i.test(referTo?.uri ?? '')) {
+      // Attended transfer (Refer-To with Replaces, RFC 3891) is not implemented: refuse it rather
+      // than ring the consulted party a second time.
+      await sendResponse(res, 501, 'Not Implemented', { headers: { Warning: '399 b2bua "attended transfer (Replaces) not supported"' } }).catch(() => undefined);
+      return;
+    }
+    const extension = safeDecode(target);
     if (this.#ctx.dialPlan.classify(extension) !== 'match') {
       await sendResponse(res, 403, 'Transfer Target Not Allowed').catch(() => undefined);
       return;
     }
     this.#transferring = true;
+    this.#transferor = referrer;
     this.log.info({ from: referrer.side, target: extension }, 'REFER: blind transfer');
     await sendResponse(res, 202, 'Accepted').catch(() => undefined);
     const notify = (frag: string, terminated: boolean): Promise<unknown> =>
@@ -558,6 +616,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         body: `SIP/2.0 ${frag}\r\n`,
       }).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'NOTIFY to the transferor failed'));
     await notify('100 Trying', false);
+    if (this.#state !== 'answered') {
+      this.#transferring = false;
+      return;
+    }
     const callId = this.summary.aLeg.callId;
     let target3: SrfDialog;
     try {
@@ -571,10 +633,14 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       this.#transferring = false;
       const failure = sipFailureOf(err);
       this.log.info({ status: failure?.status, err: failure ? undefined : (err as Error).message }, 'transfer failed; the call stays as it was');
+      if (this.#transferorGone) {
+        await this.#endBridge(referrer, 'caller' === referrer.side ? 'caller' : 'callee');
+        return;
+      }
       await notify(failure ? `${failure.status} ${failure.reason || 'Failed'}` : '503 Service Unavailable', true);
       return;
     }
-    if (this.#other(transferee) !== referrer || this.ended) {
+    if (this.#other(transferee) !== referrer || this.#state !== 'answered') {
       // The transferee hung up while the target was ringing.
       await destroyDialog(target3).catch(() => undefined);
       this.#transferring = false;
@@ -590,8 +656,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.#legs = transferee === this.#legs?.[0] ? [transferee, newLeg] : [newLeg, transferee];
     this.summary.transfers.push(extension);
     this.#transferring = false;
+    this.#transferor = undefined;
     this.#attach(newLeg);
     this.log.info({ target: extension }, 'transfer completed');
+    if (this.#transferorGone) return;
     await notify('200 OK', true);
     // The transferor normally sends BYE now; if it does not, end its leg ourselves.
     const t = setTimeout(() => {
@@ -610,7 +678,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (!this.#legs || this.ended || this.#state === 'ending') return;
     this.summary.hangupBy ??= by;
     this.#setState('ending');
-    const legs = this.#legs;
+    if (this.#transferring && this.#bReq) cancelRequest(this.#bReq);
+    const legs = this.#legs.filter((l) => !(l === this.#transferor && this.#transferorGone));
     await Promise.all(
       legs.filter((l) => l !== from).map((l) => destroyDialog(l.dialog).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'BYE failed'))),
     );

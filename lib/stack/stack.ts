@@ -173,7 +173,8 @@ export class Stack {
           logger: log('b2bua'),
           logFile: join(logs, 'b2bua.log'),
           echo: this.#opts.echoB2bua,
-          stopTimeoutMs: 60_000,
+          // SIGKILL only after the B2BUA's own drain (SHUTDOWN_TIMEOUT) had its chance.
+          stopTimeoutMs: (Number(this.#opts.b2buaEnv.SHUTDOWN_TIMEOUT ?? 30) || 30) * 1000 + 15_000,
           ready: (p) => waitForLine(p, (l) => l.includes('"b2bua connected to the drachtio server"')).then(() => undefined),
         }),
     });
@@ -187,8 +188,13 @@ export class Stack {
 
   async #launch(child: Child): Promise<void> {
     const started = Date.now();
-    child.proc = await child.launch();
-    const proc = child.proc;
+    const proc = await child.launch();
+    if (this.#stopping) {
+      // stop() ran while this child was (re)starting: do not leave it behind.
+      await proc.stop();
+      return;
+    }
+    child.proc = proc;
     this.#opts.logger.info({ child: child.name, pid: proc.pid, ms: Date.now() - started }, `${child.name} started`);
     proc.once('exit', (exit) => {
       if (this.#stopping || child.proc !== proc) return;

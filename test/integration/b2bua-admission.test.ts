@@ -103,3 +103,23 @@ t.test('a second SIGTERM exits at once', async (tt) => {
   await inProgress;
   await callee.stop();
 });
+
+t.test('the drachtio connection drops mid-call: the B2BUA releases the call and its media, and says not ready', async (tt) => {
+  const s = await startTestStack();
+  tt.teardown(() => s.stop());
+  const callee = await startCallee(s, '6002', 'uas-ext-answer');
+  const caller = call(s, '6001', '6002', 'uac-ext-call', { holdMs: 3000 });
+  await answeredCalls(s, 1);
+  tt.equal((await s.rtpengineCalls()).length, 1, 'RTPEngine holds the call');
+  await s.stack.process('engine')?.stop();
+  await waitUntil(() => s.api('/api/status'), (r) => (r.body as { sessions: number }).sessions === 0, { description: 'no session left' });
+  tt.pass('the B2BUA released the session');
+  tt.same(await s.rtpengineCalls(), [], 'and deleted the media session');
+  const ready = await s.api('/ready', { token: null });
+  tt.equal(ready.status, 503, '/ready: not ready');
+  tt.match(JSON.stringify(ready.body), /drachtio/, 'naming the drachtio check');
+  const ended = s.b2buaLog().filter((l) => l.msg === 'call ended').pop();
+  tt.equal(ended?.outcome, 'interrupted');
+  await caller;
+  await callee.stop();
+});
