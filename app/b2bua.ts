@@ -1,20 +1,17 @@
-import { existsSync, readFileSync } from 'node:fs';
 import Srf from 'drachtio-srf';
 import { pino } from 'pino';
 import { B2buaService } from '../lib/b2bua/b2bua-service';
 import { CallLimits } from '../lib/b2bua/call-limits';
 import { loadB2buaConfig, type B2buaConfig } from '../lib/config/b2bua-config';
 import { ConfigError } from '../lib/config/engine-args';
-import { parseDotenv } from '../lib/config/env';
+import { envWithDotenv } from '../lib/config/env';
 import { NoMediaAnchor, type MediaAnchor } from '../lib/media/media-anchor';
 import { RtpEngineAnchor } from '../lib/media/rtpengine-anchor';
 import { startOperatorServer } from '../lib/operator/operator-server';
 
 /** The environment: .env (when present in the working directory) under the process environment. */
 function readEnv(): Record<string, string | undefined> {
-  const file = process.env.ENV_FILE ?? '.env';
-  const fromFile = existsSync(file) ? parseDotenv(readFileSync(file, 'utf8'), file) : {};
-  return { ...fromFile, ...process.env };
+  return envWithDotenv(process.env.ENV_FILE ?? '.env', process.env);
 }
 
 function fail(message: string): never {

@@ -13,10 +13,9 @@
 //
 // Exit codes: 0 done, 1 refused (exists, not found, database problem), 2 bad usage or input.
 
-import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseDotenv } from '../lib/config/env';
+import { envWithDotenv } from '../lib/config/env';
 import { ExtensionError, ExtensionStore, generatePassword, type ExtensionInfo } from '../lib/extensions';
 
 export const EXTENSIONS_USAGE = `Usage: npm run extensions -- <command> [options]
@@ -217,9 +216,7 @@ export function runExtensionsCli(
 
 /** Reads .env (if any) under the environment, as `npm start` does. */
 function loadEnv(cwd: string): Record<string, string | undefined> {
-  const file = join(cwd, '.env');
-  const fromFile = existsSync(file) ? parseDotenv(readFileSync(file, 'utf8'), '.env') : {};
-  return { ...fromFile, ...process.env };
+  return envWithDotenv(join(cwd, '.env'), process.env);
 }
 
 if (require.main === module) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadB2buaConfig } from '../lib/config/b2bua-config';
 import { ConfigError } from '../lib/config/engine-args';
-import { parseDotenv } from '../lib/config/env';
+import { envWithDotenv } from '../lib/config/env';
 import { loadStackConfig, type StackConfig } from '../lib/config/stack-config';
 import { ExtensionStore, generatePassword } from '../lib/extensions';
 import { NativeProcessError } from '../lib/stack/native-process';
@@ -44,8 +44,7 @@ function provision(config: StackConfig): { created: Array<[string, string]>; exi
 
 /** `npm start`: Kamailio, RTPEngine, the SIP engine and the B2BUA, supervised, until Ctrl-C. */
 async function main(): Promise<void> {
-  const fromFile = existsSync('.env') ? parseDotenv(readFileSync('.env', 'utf8'), '.env') : {};
-  const env: Record<string, string | undefined> = { ...fromFile, ...process.env };
+  const env = envWithDotenv('.env', process.env);
   let config: StackConfig;
   try {
     config = loadStackConfig(env, process.cwd());

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from './engine-args';
 
 /** Environment-like input: process.env in app/, a plain object in tests. */
@@ -32,6 +33,15 @@ export function parseDotenv(text: string, fileName = '.env'): Record<string, str
     out[name] = value;
   });
   return out;
+}
+
+/**
+ * A process's settings: the .env file `file` (when it exists) under `processEnv`, which wins.
+ * Called from app/ with process.env; nothing below app/ reads the environment itself.
+ */
+export function envWithDotenv(file: string, processEnv: Env): Record<string, string | undefined> {
+  const fromFile = existsSync(file) ? parseDotenv(readFileSync(file, 'utf8'), file) : {};
+  return { ...fromFile, ...processEnv };
 }
 
 /** Reads typed settings from an Env; every failure is a ConfigError naming the variable. */

@@ -2,14 +2,11 @@
 // Retry-After), RTPEngine down (503, nothing left hanging), graceful shutdown on SIGTERM.
 
 import t from 'tap';
-import type { TapTest } from '../support/engine-harness';
 import { received, sippHeader, type SippResult } from '../support/sipp';
-import { call, startCallee, startTestStack, type TestStack } from '../support/stack';
+import { call, expectSippOk, startCallee, startTestStack, type TestStack } from '../support/stack';
 import { waitUntil } from '../support/wait';
 
-function ok(tt: TapTest, r: SippResult, label: string): void {
-  tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
-}
+const ok = expectSippOk;
 
 function finalResponse(r: SippResult): ReturnType<typeof received>[number] | undefined {
   return received(r, { cseqMethod: 'INVITE' }).filter((m) => (m.status ?? 0) >= 300).pop();

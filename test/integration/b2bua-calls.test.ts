@@ -3,25 +3,13 @@
 // Each behaviour runs over UDP and over TCP; after each test nothing is held anywhere.
 
 import t from 'tap';
-import { received, sippHeader, type SippResult } from '../support/sipp';
-import { call, MEDIA_IP, PHONE_IP, startCallee, startTestStack, type TestStack } from '../support/stack';
-import { TRANSPORTS, type TapTest } from '../support/engine-harness';
+import { received, sippHeader } from '../support/sipp';
+import { call, expectSippOk, MEDIA_IP, PHONE_IP, stackSuite, startCallee } from '../support/stack';
+import { TRANSPORTS } from '../support/engine-harness';
 
-let s: TestStack;
+const stack = stackSuite(t, { b2buaEnv: { NO_ANSWER_TIMEOUT: '2' } });
 
-t.before(async () => {
-  s = await startTestStack({ b2buaEnv: { NO_ANSWER_TIMEOUT: '2' } });
-});
-t.teardown(async () => {
-  await s?.stop();
-});
-t.afterEach(async () => {
-  await s.settled();
-});
-
-function ok(tt: TapTest, r: SippResult, label: string): void {
-  tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
-}
+const ok = expectSippOk;
 
 function invitesIn(status: Record<string, unknown>): number {
   return Number((status.requestsIn as Record<string, number> | undefined)?.INVITE ?? 0);
@@ -29,6 +17,7 @@ function invitesIn(status: Record<string, unknown>): number {
 
 for (const transport of TRANSPORTS) {
   t.test(`6001 calls 6002: answered, media through RTPEngine, caller hangs up [${transport}]`, async (tt) => {
+    const s = stack();
     const before = invitesIn(await s.engineStatus());
     const callee = await startCallee(s, '6002', 'uas-ext-answer', { transport });
     const r = await call(s, '6001', '6002', 'uac-ext-audio', { transport, holdMs: 1500 });
@@ -57,6 +46,8 @@ for (const transport of TRANSPORTS) {
   });
 
   t.test(`the callee hangs up: both legs end [${transport}]`, async (tt) => {
+
+    const s = stack();
     const callee = await startCallee(s, '6002', 'uas-ext-answer-bye', { transport, holdMs: 300 });
     const r = await call(s, '6001', '6002', 'uac-ext-expect-bye', { transport });
     const c = await callee.finish();

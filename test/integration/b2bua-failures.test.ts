@@ -3,25 +3,13 @@
 // Each checks what the phones saw and that nothing is left held afterwards.
 
 import t from 'tap';
-import { TRANSPORTS, type TapTest } from '../support/engine-harness';
+import { TRANSPORTS } from '../support/engine-harness';
 import { received, runSipp, sippHeader, type SippResult } from '../support/sipp';
-import { call, ENGINE_IP, startCallee, startTestStack, type TestStack } from '../support/stack';
+import { call, ENGINE_IP, expectSippOk, stackSuite, startCallee, type TestStack } from '../support/stack';
 
-let s: TestStack;
+const stack = stackSuite(t, { b2buaEnv: { NO_ANSWER_TIMEOUT: '2', DIAL_PLAN: '6XXX' } });
 
-t.before(async () => {
-  s = await startTestStack({ b2buaEnv: { NO_ANSWER_TIMEOUT: '2', DIAL_PLAN: '6XXX' } });
-});
-t.teardown(async () => {
-  await s?.stop();
-});
-t.afterEach(async () => {
-  await s.settled();
-});
-
-function ok(tt: TapTest, r: SippResult, label: string): void {
-  tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
-}
+const ok = expectSippOk;
 
 /** The final status the caller got for its authenticated INVITE (the last one; the first is Kamailio's 407). */
 function finalStatus(r: SippResult): number | undefined {
@@ -34,6 +22,7 @@ function lastCallEnd(s: TestStack): Record<string, unknown> | undefined {
 
 for (const transport of TRANSPORTS) {
   t.test(`busy: the callee's 486 reaches the caller [${transport}]`, async (tt) => {
+    const s = stack();
     const callee = await startCallee(s, '6002', 'uas-ext-busy', { transport });
     const r = await call(s, '6001', '6002', 'uac-ext-fail', { transport });
     ok(tt, await callee.finish(), 'callee');
@@ -45,6 +34,8 @@ for (const transport of TRANSPORTS) {
   });
 
   t.test(`no answer: the B2BUA cancels the callee and tells the caller 480 [${transport}]`, async (tt) => {
+
+    const s = stack();
     const callee = await startCallee(s, '6002', 'uas-ext-ring', { transport });
     const r = await call(s, '6001', '6002', 'uac-ext-fail', { transport });
     const c = await callee.finish();
@@ -57,6 +48,8 @@ for (const transport of TRANSPORTS) {
   });
 
   t.test(`CANCEL while ringing: the caller gets 487 and the callee a CANCEL [${transport}]`, async (tt) => {
+
+    const s = stack();
     const callee = await startCallee(s, '6002', 'uas-ext-ring', { transport });
     const r = await call(s, '6001', '6002', 'uac-ext-cancel', { transport });
     const c = await callee.finish();
@@ -70,18 +63,24 @@ for (const transport of TRANSPORTS) {
 }
 
 t.test('an extension that exists but is not registered: 480', async (tt) => {
+
+  const s = stack();
   const r = await call(s, '6001', '6003', 'uac-ext-fail');
   ok(tt, r, 'caller');
   tt.equal(finalStatus(r), 480);
 });
 
 t.test('an extension in the dial plan that does not exist: 404', async (tt) => {
+
+  const s = stack();
   const r = await call(s, '6001', '6999', 'uac-ext-fail');
   ok(tt, r, 'caller');
   tt.equal(finalStatus(r), 404);
 });
 
 t.test('outside the dial plan: 404; the beginning of an extension: 484', async (tt) => {
+
+  const s = stack();
   const r404 = await call(s, '6001', '5001', 'uac-ext-fail');
   ok(tt, r404, 'caller');
   tt.equal(finalStatus(r404), 404);
@@ -91,6 +90,8 @@ t.test('outside the dial plan: 404; the beginning of an extension: 484', async (
 });
 
 t.test('a phone forging X-From-App still goes through the B2BUA exactly once', async (tt) => {
+
+  const s = stack();
   const callee = await startCallee(s, '6002', 'uas-ext-answer');
   const r = await call(s, '6001', '6002', 'uac-ext-spoof');
   const c = await callee.finish();
@@ -105,6 +106,8 @@ t.test('a phone forging X-From-App still goes through the B2BUA exactly once', a
 });
 
 t.test('an INVITE with X-From-App sent straight to the engine gets 482', async (tt) => {
+
+  const s = stack();
   const r = await runSipp({
     scenario: 'uac-ext-direct',
     remote: `${ENGINE_IP}:${s.config.engine.sipPort}`,

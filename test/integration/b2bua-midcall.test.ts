@@ -2,28 +2,17 @@
 // (through RTPEngine), DTMF by SIP INFO, and a blind transfer by REFER to a third phone.
 
 import t from 'tap';
-import { TRANSPORTS, type TapTest } from '../support/engine-harness';
-import { received, sippHeader, type SippResult } from '../support/sipp';
-import { call, MEDIA_IP, startCallee, startTestStack, type TestStack } from '../support/stack';
+import { TRANSPORTS } from '../support/engine-harness';
+import { received, sippHeader } from '../support/sipp';
+import { call, expectSippOk, MEDIA_IP, stackSuite, startCallee } from '../support/stack';
 
-let s: TestStack;
+const stack = stackSuite(t);
 
-t.before(async () => {
-  s = await startTestStack();
-});
-t.teardown(async () => {
-  await s?.stop();
-});
-t.afterEach(async () => {
-  await s.settled();
-});
-
-function ok(tt: TapTest, r: SippResult, label: string): void {
-  tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
-}
+const ok = expectSippOk;
 
 for (const transport of TRANSPORTS) {
   t.test(`hold, resume and an INFO DTMF are relayed to the callee [${transport}]`, async (tt) => {
+    const s = stack();
     const callee = await startCallee(s, '6002', 'uas-ext-midcall', { transport });
     const r = await call(s, '6001', '6002', 'uac-ext-midcall', { transport });
     const c = await callee.finish();
@@ -42,6 +31,8 @@ for (const transport of TRANSPORTS) {
   });
 
   t.test(`blind transfer: the caller REFERs the callee to a third phone [${transport}]`, async (tt) => {
+
+    const s = stack();
     const transferee = await startCallee(s, '6002', 'uas-ext-transferee', { transport, holdMs: 300 });
     const target = await startCallee(s, '6003', 'uas-ext-answer', { transport });
     const r = await call(s, '6001', '6002', 'uac-ext-refer', { transport, keys: { refer_to: '6003' } });

@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isListening } from '../../lib/stack/native-process';
 
 export type PortProtocol = 'udp' | 'tcp';
 
@@ -203,36 +204,12 @@ export async function freePortRange(size: number): Promise<{ first: number; last
   throw new Error(`freePortRange: no ${size} consecutive free ports found in ${low}-${high}`);
 }
 
-/** Hex port as printed in /proc/net/{udp,tcp}. */
-function procHexPort(port: number): string {
-  return port.toString(16).toUpperCase().padStart(4, '0');
-}
-
 /**
- * True when something is bound to `port` (UDP) or listening on it (TCP) on 127.0.0.1 or on any
- * address, according to /proc/net. Works for sockets of any process in this network namespace.
+ * True when something is bound to `port` (UDP) or listening on it (TCP) on any local address,
+ * according to /proc/net (lib/stack's check, shared with the process supervisor).
  */
 export function isBound(port: number, protocol: PortProtocol): boolean {
-  const files = protocol === 'udp' ? ['/proc/net/udp', '/proc/net/udp6'] : ['/proc/net/tcp', '/proc/net/tcp6'];
-  const hexPort = procHexPort(port);
-  for (const file of files) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 4) continue;
-      const local = fields[1] ?? '';
-      const state = fields[3] ?? '';
-      if (!local.endsWith(`:${hexPort}`)) continue;
-      // TCP state 0A is LISTEN; UDP sockets are 07 (closed/unconnected) when bound.
-      if (protocol === 'udp' || state === '0A') return true;
-    }
-  }
-  return false;
+  return isListening(port, protocol);
 }
 
 export interface WaitForListenerOptions {

@@ -17,6 +17,7 @@ import { Stack } from '../../lib/stack/stack';
 import { bdecode, bencode, type BValue } from './bencode';
 import { freePortRange, freePorts, releasePorts } from './ports';
 import { runSipp, startSipp, type SipTransport, type SippHandle, type SippOptions, type SippResult } from './sipp';
+import type { TapTest } from './engine-harness';
 import { waitUntil } from './wait';
 
 export const PHONE_IP = '127.0.0.1';
@@ -285,4 +286,37 @@ export function call(s: TestStack, ext: string, target: string, scenario: string
     timeoutSec: options.timeoutSec ?? 30,
     extraArgs: ['-au', ext, '-ap', s.passwords[ext] ?? '', ...(options.extraArgs ?? [])],
   });
+}
+
+/** Asserts a SIPp run succeeded, quoting its error trace when it did not. */
+export function expectSippOk(tt: TapTest, r: SippResult, label: string): void {
+  tt.equal(r.code, 0, `${label} succeeded${r.code === 0 ? '' : `:\n${r.errors || r.stdout.slice(-2000)}`}`);
+}
+
+/** The hooks of a tap test object (the root `t` of a file) that a shared stack needs. */
+interface SuiteHooks {
+  before(fn: () => Promise<void>): void;
+  teardown(fn: () => Promise<void>): void;
+  afterEach(fn: () => Promise<void>): void;
+}
+
+/**
+ * One stack for a whole test file: started before the first test, stopped at the end, and
+ * after every test the file waits until nothing is held anywhere (`settled()`). Returns a getter.
+ */
+export function stackSuite(t: SuiteHooks, options: TestStackOptions = {}): () => TestStack {
+  let s: TestStack | undefined;
+  t.before(async () => {
+    s = await startTestStack(options);
+  });
+  t.teardown(async () => {
+    await s?.stop();
+  });
+  t.afterEach(async () => {
+    await s?.settled();
+  });
+  return () => {
+    if (!s) throw new Error('the test stack is not started');
+    return s;
+  };
 }
