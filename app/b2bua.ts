@@ -5,8 +5,13 @@ import { CallLimits } from '../lib/b2bua/call-limits';
 import { loadB2buaConfig, type B2buaConfig } from '../lib/config/b2bua-config';
 import { ConfigError } from '../lib/config/engine-args';
 import { envWithDotenv } from '../lib/config/env';
-import { NoMediaAnchor, type MediaAnchor } from '../lib/media/media-anchor';
+import { NoMediaAnchor } from '../lib/media/media-anchor';
 import { RtpEngineAnchor } from '../lib/media/rtpengine-anchor';
+import { CallLogWriter } from '../lib/b2bua/call-log-writer';
+import { EngineCapture } from '../lib/b2bua/engine-capture';
+import type { CallStore } from '../lib/call-log/call-record';
+import { openCallStore, redactUrl } from '../lib/call-log/open-store';
+import { B2buaMetrics, MeteredMediaAnchor } from '../lib/operator/metrics';
 import { startOperatorServer } from '../lib/operator/operator-server';
 
 /** The environment: .env (when present in the working directory) under the process environment. */
@@ -34,10 +39,28 @@ async function main(): Promise<void> {
     redact: { paths: ['secret', '*.secret', 'token', '*.token', 'req.headers.authorization'], censor: '[redacted]' },
   });
 
-  const media: MediaAnchor =
+  const media = new MeteredMediaAnchor(
     config.media.kind === 'off'
       ? new NoMediaAnchor()
-      : new RtpEngineAnchor({ engines: config.media.engines, selection: config.media.selection, timeoutMs: config.media.timeoutMs, logger: log.child({ component: 'media' }) });
+      : new RtpEngineAnchor({ engines: config.media.engines, selection: config.media.selection, timeoutMs: config.media.timeoutMs, logger: log.child({ component: 'media' }) }),
+  );
+
+  // The call log opens (and migrates) before any call is taken, and closes the records an earlier
+  // run left open (a crash, SIGKILL) as interrupted.
+  const cl = config.callLog;
+  const where = cl.databaseUrl ? redactUrl(cl.databaseUrl) : cl.sqlitePath;
+  let store: CallStore | undefined;
+  if (cl.enabled) {
+    try {
+      store = await openCallStore({ databaseUrl: cl.databaseUrl, sqlitePath: cl.sqlitePath });
+    } catch (err) {
+      fail(`call log at ${where}: ${(err as Error).message} (${cl.databaseUrl ? 'DATABASE_URL' : 'CALL_LOG_PATH'})`);
+    }
+  }
+  const capture = cl.captureUrl ? new EngineCapture(cl.captureUrl) : undefined;
+  const callLog = new CallLogWriter({ store, capture, captureGraceMs: cl.captureGraceMs, instance: config.instance, logger: log.child({ component: 'call-log' }) });
+  await callLog.recover();
+  callLog.startPruning(cl.retentionDays, cl.sipRetentionDays);
 
   const srf = new Srf();
   const service = new B2buaService({
@@ -52,6 +75,9 @@ async function main(): Promise<void> {
     logger: log,
   });
   service.attach();
+  callLog.attach(service);
+  const metrics = new B2buaMetrics(service, callLog);
+  media.meter(metrics.rtpengineErrors);
 
   let connected = false;
   srf.on('connect', (err, hostPort) => {
@@ -76,12 +102,18 @@ async function main(): Promise<void> {
     ? await startOperatorServer({
         config: config.operator,
         service,
+        callLog,
+        store,
+        capture,
+        metrics,
+        maxCalls: config.maxCalls,
         logger: log,
         readiness: {
           drachtio: async () => {
             if (!connected) throw new Error('not connected');
           },
           media: () => media.ping(),
+          ...(store ? { callLog: () => (store as CallStore).ping() } : {}),
         },
       }).catch((err: unknown) => fail(`operator endpoint on ${config.operator?.address}:${config.operator?.port}: ${(err as Error).message} (OPERATOR_ADDRESS / OPERATOR_PORT)`))
     : undefined;
@@ -91,6 +123,8 @@ async function main(): Promise<void> {
       dialPlan: config.dialPlan.patterns,
       media: config.media.kind === 'off' ? 'off' : config.media.engines.map((e) => `${e.host}:${e.port}`),
       operator: config.operator ? `${config.operator.address}:${config.operator.port}` : 'off',
+      callLog: store ? `${store.kind} ${where}` : 'off',
+      sipCapture: cl.captureUrl ?? 'off',
       limits: { maxCalls: config.maxCalls, perExtension: config.maxCallsPerExtension },
     },
     'b2bua started',
@@ -111,8 +145,10 @@ async function main(): Promise<void> {
     const hungUp = await service.drain(config.shutdownTimeoutSec * 1000);
     if (hungUp > 0) log.warn({ calls: hungUp }, 'shutdown: calls still up after the grace period were hung up');
     srf.disconnect();
+    await callLog.flush();
     await operator?.close();
     await media.close();
+    await store?.close();
     log.info('b2bua stopped');
     process.exit(0);
   };

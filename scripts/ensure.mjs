@@ -14,7 +14,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,7 +30,21 @@ const NATIVE = [
   { binary: 'rtpengine', packages: ['rtpengine-daemon'] },
   // Validates docker-compose.yml offline (no Docker engine: without recommends it does not pull one).
   { binary: 'docker-compose', packages: ['docker-compose'] },
+  // The call-log tests run the same suite against PostgreSQL (a throwaway server per test run).
+  { binary: 'postgres', packages: ['postgresql'], dirs: postgresBinDirs },
+  // The operator web page is tested in headless Chromium (driven by playwright-core).
+  { binary: 'chromium', packages: ['chromium'] },
 ];
+
+/** PostgreSQL's server binaries live in a versioned directory off PATH. */
+function postgresBinDirs() {
+  const root = '/usr/lib/postgresql';
+  try {
+    return readdirSync(root).map((v) => join(root, v, 'bin'));
+  } catch {
+    return [];
+  }
+}
 
 class StepError extends Error {}
 
@@ -90,8 +104,8 @@ function isExecutable(path) {
   }
 }
 
-function findBinary(name) {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+function findBinary(name, extraDirs = () => []) {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/bin', '/sbin', '/bin', ...extraDirs()];
   return dirs.map((dir) => join(dir, name)).find(isExecutable);
 }
 
@@ -109,8 +123,8 @@ function notInstalled(names) {
 
 function ensureNative() {
   const missing = [];
-  for (const { binary, packages } of NATIVE) {
-    const path = findBinary(binary);
+  for (const { binary, packages, dirs } of NATIVE) {
+    const path = findBinary(binary, dirs);
     const lacking = path ? notInstalled(packages) : packages;
     if (lacking.length === 0) say(`${binary} found at ${path}`);
     else say(path ? `${binary} found, but not ${lacking.join(', ')}` : `${binary} not found`);

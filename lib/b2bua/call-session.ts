@@ -68,6 +68,8 @@ export interface CallSummary {
   media: MediaQuality | undefined;
   /** Extensions this call was transferred to (REFER), in order. */
   readonly transfers: string[];
+  /** Every B leg's Call-ID in order (a transfer adds one); bLeg.callId is the latest. */
+  readonly bCallIds: string[];
 }
 
 interface CallSessionEvents {
@@ -174,6 +176,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       hangupBy: undefined,
       media: undefined,
       transfers: [],
+      bCallIds: [],
     };
     this.log = ctx.logger.child({ callId: this.id });
     req.on('cancel', () => this.#onCallerCancel());
@@ -307,6 +310,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       onRequest: (bReq) => {
         this.#bReq = bReq;
         this.summary.bLeg.callId = bReq.get('Call-ID');
+        this.summary.bCallIds.push(this.summary.bLeg.callId);
         this.log.info({ bCallId: this.summary.bLeg.callId, uri: bReq.uri }, 'B leg sent');
         // A CANCEL that arrived while the B leg was being created still ends it.
         if (this.#cancelRequested) cancelRequest(bReq);

@@ -33,6 +33,52 @@ export interface B2buaConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   /** The operator HTTP endpoint (health, live calls, hang-up); undefined when OPERATOR_PORT=0. */
   readonly operator: OperatorConfig | undefined;
+  readonly callLog: CallLogConfig;
+}
+
+export interface CallLogConfig {
+  /** CALL_LOG=off writes no record (for benchmarks); the API then has live calls only. */
+  readonly enabled: boolean;
+  /** DATABASE_URL when it names PostgreSQL (several instances share one log). Never logged. */
+  readonly databaseUrl: string | undefined;
+  /** The SQLite file when DATABASE_URL is unset (CALL_LOG_PATH, default var/calls.db). */
+  readonly sqlitePath: string;
+  /** Calls older than this are deleted (CALL_LOG_RETENTION_DAYS). */
+  readonly retentionDays: number;
+  /** SIP messages of calls older than this are deleted (SIP_CAPTURE_RETENTION_DAYS). */
+  readonly sipRetentionDays: number;
+  /** The engine's status endpoint, whose /capture/<Call-ID> gives a call's SIP messages (ENGINE_CAPTURE_URL). */
+  readonly captureUrl: string | undefined;
+  /** How long after a call ends its messages are fetched, so the last ACK/200 are in (CAPTURE_GRACE_MS). */
+  readonly captureGraceMs: number;
+}
+
+function databaseUrl(reader: EnvReader): string | undefined {
+  const v = reader.raw('DATABASE_URL');
+  if (v === undefined || v === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    throw new ConfigError('DATABASE_URL: not a URL (expected postgres://user:password@host:5432/db)');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(`DATABASE_URL: scheme ${url.protocol} is not supported (postgres:// or postgresql://; unset it for SQLite)`);
+  }
+  return v;
+}
+
+function httpUrl(reader: EnvReader, name: string): string | undefined {
+  const v = reader.raw(name);
+  if (v === undefined || v === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    throw new ConfigError(`${name}: not a URL (expected http://host:port)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`${name}: expected an http:// URL`);
+  return v.replace(/\/+$/, '');
 }
 
 function tokens(reader: EnvReader, name: string): string[] {
@@ -83,5 +129,14 @@ export function loadB2buaConfig(env: Env): B2buaConfig {
     instance: r.string('B2BUA_INSTANCE', hostname()),
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, 'info'),
     operator,
+    callLog: {
+      enabled: r.oneOf('CALL_LOG', ['on', 'off'] as const, 'on') === 'on',
+      databaseUrl: databaseUrl(r),
+      sqlitePath: r.string('CALL_LOG_PATH', 'var/calls.db'),
+      retentionDays: r.integer('CALL_LOG_RETENTION_DAYS', 90, 1, 36_500),
+      sipRetentionDays: r.integer('SIP_CAPTURE_RETENTION_DAYS', 7, 0, 36_500),
+      captureUrl: httpUrl(r, 'ENGINE_CAPTURE_URL'),
+      captureGraceMs: r.integer('CAPTURE_GRACE_MS', 1000, 0, 60_000),
+    },
   };
 }

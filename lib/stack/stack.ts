@@ -143,6 +143,7 @@ export class Stack {
             '--loglevel', 'info',
             '--prometheus-scrape-port', `127.0.0.1:${config.engine.statusPort}`,
             '--capture',
+            '--capture-max-calls', '5000',
             ...(this.#opts.engineArgs ?? []),
           ],
           // The secret goes by environment, not argv, so `ps` does not show it.
@@ -161,6 +162,9 @@ export class Stack {
           args: [join(appDir, 'b2bua.js')],
           env: {
             PATH: process.env.PATH ?? '/usr/bin:/bin',
+            // The call log beside the other runtime files, and the ladders from the engine's capture.
+            CALL_LOG_PATH: join(config.varDir, 'calls.db'),
+            ENGINE_CAPTURE_URL: `http://127.0.0.1:${config.engine.statusPort}`,
             ...this.#opts.b2buaEnv,
             ENV_FILE: '/dev/null',
             DRACHTIO_HOST: config.engine.wireAddress,

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { StackConfig } from '../../lib/config/stack-config';
+import type { CallRecordJson } from '../../lib/operator/api-schemas';
 import { ExtensionStore } from '../../lib/extensions';
 import { Stack } from '../../lib/stack/stack';
 import { bdecode, bencode, type BValue } from './bencode';
@@ -30,6 +31,8 @@ export interface TestStackOptions {
   b2buaEnv?: Record<string, string>;
   extensions?: readonly string[];
   antiflood?: boolean;
+  /** Restart a child that dies, as `npm start` does (default off: a dying process fails the test). */
+  supervise?: boolean;
 }
 
 export interface ApiAnswer {
@@ -128,7 +131,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       ...(options.b2buaEnv ?? {}),
     },
     logger: quietLogger(),
-    supervise: false,
+    supervise: options.supervise ?? false,
     engineArgs: ['--sip-t1', '100'],
   });
 
@@ -319,4 +322,40 @@ export function stackSuite(t: SuiteHooks, options: TestStackOptions = {}): () =>
     if (!s) throw new Error('the test stack is not started');
     return s;
   };
+}
+
+export interface CallView {
+  call: CallRecordJson;
+  messages: Array<{ leg: 'a' | 'b'; at: string; dir: 'in' | 'out'; transport: string; peer: string; local: string; text: string }>;
+  truncated: boolean;
+}
+
+/**
+ * A call as the operator API shows it once its record is final: outcome set, no longer live, and
+ * (unless `messages: false`) its SIP messages there. `key` is the call id or either Call-ID.
+ */
+export async function finalCall(s: TestStack, key: string, options: { messages?: boolean; timeoutMs?: number } = {}): Promise<CallView> {
+  const wantMessages = options.messages ?? true;
+  const r = await waitUntil(
+    () => s.api(`/api/calls/${encodeURIComponent(key)}`, { token: s.readToken }),
+    (a) => {
+      if (a.status !== 200) return false;
+      const v = a.body as CallView;
+      return v.call.outcome !== null && !v.call.live && (!wantMessages || v.messages.length > 0);
+    },
+    { timeoutMs: options.timeoutMs ?? 10_000, description: `the final record of call ${key}` },
+  );
+  return r.body as CallView;
+}
+
+/** The first line of each SIP message of one leg, e.g. "INVITE" or "200 INVITE" (status and CSeq method). */
+export function ladderOf(v: CallView, leg: 'a' | 'b'): string[] {
+  return v.messages
+    .filter((m) => m.leg === leg)
+    .map((m) => {
+      const first = m.text.slice(0, m.text.indexOf('\r\n'));
+      const cseq = /^CSeq:\s*\d+\s+(\S+)/im.exec(m.text)?.[1] ?? '';
+      const status = /^SIP\/2\.0 (\d{3})/.exec(first)?.[1];
+      return status ? `${status} ${cseq}` : first.split(' ')[0] ?? '';
+    });
 }

@@ -13,6 +13,15 @@ t.test('defaults follow .env.example', async (tt) => {
   tt.equal(c.media.kind, 'rtpengine');
   tt.equal(c.operator?.address, '127.0.0.1', 'the operator endpoint binds to loopback by default');
   tt.same(c.operator?.adminTokens, []);
+  tt.same(c.callLog, {
+    enabled: true,
+    databaseUrl: undefined,
+    sqlitePath: 'var/calls.db',
+    retentionDays: 90,
+    sipRetentionDays: 7,
+    captureUrl: undefined,
+    captureGraceMs: 1000,
+  });
 });
 
 t.test('each bad setting stops start-up with a message naming the variable', async (tt) => {
@@ -31,6 +40,13 @@ t.test('each bad setting stops start-up with a message naming the variable', asy
     [{ ...base, LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ ...base, OPERATOR_TOKENS: 'short' }, /OPERATOR_TOKENS/],
     [{ ...base, NO_ANSWER_TIMEOUT: '1.5' }, /NO_ANSWER_TIMEOUT/],
+    [{ ...base, CALL_LOG: 'maybe' }, /CALL_LOG/],
+    [{ ...base, DATABASE_URL: 'mysql://u:p@db/calls' }, /DATABASE_URL/],
+    [{ ...base, DATABASE_URL: 'not a url' }, /DATABASE_URL/],
+    [{ ...base, CALL_LOG_RETENTION_DAYS: '0' }, /CALL_LOG_RETENTION_DAYS/],
+    [{ ...base, SIP_CAPTURE_RETENTION_DAYS: 'week' }, /SIP_CAPTURE_RETENTION_DAYS/],
+    [{ ...base, ENGINE_CAPTURE_URL: 'ftp://x' }, /ENGINE_CAPTURE_URL/],
+    [{ ...base, CAPTURE_GRACE_MS: '-1' }, /CAPTURE_GRACE_MS/],
   ];
   for (const [env, message] of cases) {
     tt.throws(() => loadB2buaConfig(env), ConfigError, JSON.stringify(env));
@@ -43,6 +59,19 @@ t.test('several RTPEngines, media off, operator off', async (tt) => {
   tt.same(c.media.kind === 'rtpengine' ? c.media.engines : [], [{ host: '10.0.0.1', port: 22222 }, { host: 'rtp2', port: 2223 }]);
   tt.equal(loadB2buaConfig({ ...base, MEDIA: 'off' }).media.kind, 'off');
   tt.equal(loadB2buaConfig({ ...base, OPERATOR_PORT: '0' }).operator, undefined);
+});
+
+t.test('call log on PostgreSQL, or off', async (tt) => {
+  const pg = loadB2buaConfig({ ...base, DATABASE_URL: 'postgres://cdr:s3cret@db:5432/calls', ENGINE_CAPTURE_URL: 'http://127.0.0.1:9023/' });
+  tt.equal(pg.callLog.databaseUrl, 'postgres://cdr:s3cret@db:5432/calls');
+  tt.equal(pg.callLog.captureUrl, 'http://127.0.0.1:9023', 'trailing slash dropped');
+  tt.equal(loadB2buaConfig({ ...base, CALL_LOG: 'off' }).callLog.enabled, false);
+  tt.equal(loadB2buaConfig({ ...base, DATABASE_URL: '' }).callLog.databaseUrl, undefined, 'empty means SQLite');
+  try {
+    loadB2buaConfig({ ...base, DATABASE_URL: 'mysql://cdr:s3cret@db/calls' });
+  } catch (err) {
+    tt.notMatch((err as Error).message, /s3cret/, 'the password is not echoed in the error');
+  }
 });
 
 t.test('.env parsing: comments, quotes, export, bad lines by number', async (tt) => {

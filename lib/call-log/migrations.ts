@@ -1,0 +1,156 @@
+/**
+ * The call log's schema, as an ordered list of migrations shared by the SQLite and PostgreSQL
+ * stores. Each store applies the ones not yet recorded in `schema_migrations`, in one transaction
+ * (PostgreSQL: under an advisory lock, so two B2BUA instances starting together do not race).
+ *
+ * One logical schema in both dialects:
+ * - Times are integer epoch milliseconds (BIGINT), so both keep the millisecond and compare fast.
+ * - `transfers` (a JSON array of strings) and `media` (a JSON object, or NULL) are TEXT columns:
+ *   nobody filters on them and they are written and read whole.
+ * - `search` is derived by the store: the lower-cased caller user/name/address, callee, id and
+ *   both Call-IDs joined by U+001F, so free text is one LIKE on one column.
+ * - Free text is made fast by a trigram index, which each dialect spells its own way: a GIN
+ *   `gin_trgm_ops` index in PostgreSQL (extension pg_trgm, shipped with PostgreSQL), an FTS5
+ *   `trigram` table kept by triggers in SQLite. SQLite's FTS table needs a stable integer rowid,
+ *   hence `row_id INTEGER PRIMARY KEY` there (a VACUUM may renumber an implicit rowid).
+ * - `id` compares byte-wise in both (SQLite's default; COLLATE "C" in PostgreSQL), so the page
+ *   order and the cursor agree whatever the database's locale.
+ *
+ * Indexes, for the operator's list (newest first: received_at DESC, id DESC, 50 a page):
+ * `(received_at, id)` for the unfiltered list and time ranges, `(callee, received_at, id)`,
+ * `(caller_user, received_at, id)` and `(outcome, received_at, id)` for those filters, the
+ * Call-ID indexes for find(), and a partial index on open calls for interruptUnfinished().
+ *
+ * Never edit a migration that has shipped: add the next one.
+ */
+
+export type SqlDialect = 'sqlite' | 'postgres';
+
+export interface Migration {
+  readonly version: number;
+  readonly description: string;
+  /** Statements run in order, inside the migration's transaction. */
+  readonly statements: Readonly<Record<SqlDialect, readonly string[]>>;
+}
+
+/** The table recording applied migrations (the same in both dialects). */
+export const MIGRATIONS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY,
+  description TEXT NOT NULL,
+  applied_at BIGINT NOT NULL
+)`;
+
+/** The columns of `calls` that both dialects share, after each dialect's key column(s). */
+const CALL_COLUMNS_SQL = `
+  instance TEXT NOT NULL,
+  a_call_id TEXT NOT NULL,
+  b_call_id TEXT,
+  caller_user TEXT NOT NULL,
+  caller_name TEXT,
+  caller_address TEXT NOT NULL,
+  caller_port INTEGER NOT NULL,
+  callee TEXT NOT NULL,
+  state TEXT NOT NULL,
+  received_at BIGINT NOT NULL,
+  ringing_at BIGINT,
+  answered_at BIGINT,
+  ended_at BIGINT,
+  post_dial_delay_ms INTEGER,
+  duration_sec DOUBLE PRECISION,
+  billable_sec INTEGER,
+  outcome TEXT,
+  hangup_by TEXT,
+  a_status INTEGER,
+  a_reason TEXT,
+  b_status INTEGER,
+  b_reason TEXT,
+  transfers TEXT NOT NULL,
+  media TEXT,
+  updated_at BIGINT NOT NULL,
+  search TEXT NOT NULL`;
+
+const MESSAGES_TABLE_SQL = `CREATE TABLE call_messages (
+  call_id TEXT NOT NULL,
+  leg TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at BIGINT NOT NULL,
+  dir TEXT NOT NULL,
+  transport TEXT NOT NULL,
+  peer TEXT NOT NULL,
+  local TEXT NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (call_id, seq)
+)`;
+
+/** Indexes written identically in both dialects (partial indexes included). */
+const COMMON_INDEXES_SQL = [
+  'CREATE INDEX calls_received ON calls (received_at, id)',
+  'CREATE INDEX calls_callee ON calls (callee, received_at, id)',
+  'CREATE INDEX calls_caller ON calls (caller_user, received_at, id)',
+  'CREATE INDEX calls_outcome ON calls (outcome, received_at, id)',
+  'CREATE INDEX calls_a_call_id ON calls (a_call_id)',
+  'CREATE INDEX calls_b_call_id ON calls (b_call_id) WHERE b_call_id IS NOT NULL',
+  'CREATE INDEX calls_open ON calls (instance) WHERE outcome IS NULL',
+];
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'calls and call_messages',
+    statements: {
+      sqlite: [
+        `CREATE TABLE calls (
+  row_id INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,${CALL_COLUMNS_SQL}
+)`,
+        MESSAGES_TABLE_SQL,
+        ...COMMON_INDEXES_SQL,
+        // Trigram index over `search`; the content stays in `calls`, the triggers keep it in step.
+        "CREATE VIRTUAL TABLE calls_search USING fts5(search, content='calls', content_rowid='row_id', tokenize='trigram', detail='none')",
+        `CREATE TRIGGER calls_search_insert AFTER INSERT ON calls BEGIN
+  INSERT INTO calls_search (rowid, search) VALUES (new.row_id, new.search);
+END`,
+        `CREATE TRIGGER calls_search_delete AFTER DELETE ON calls BEGIN
+  INSERT INTO calls_search (calls_search, rowid, search) VALUES ('delete', old.row_id, old.search);
+END`,
+        `CREATE TRIGGER calls_search_update AFTER UPDATE OF search ON calls WHEN old.search IS NOT new.search BEGIN
+  INSERT INTO calls_search (calls_search, rowid, search) VALUES ('delete', old.row_id, old.search);
+  INSERT INTO calls_search (rowid, search) VALUES (new.row_id, new.search);
+END`,
+      ],
+      postgres: [
+        // Trusted since PostgreSQL 13: the database's owner may create it without superuser.
+        'CREATE EXTENSION IF NOT EXISTS pg_trgm',
+        `CREATE TABLE calls (
+  id TEXT COLLATE "C" PRIMARY KEY,${CALL_COLUMNS_SQL}
+)`,
+        MESSAGES_TABLE_SQL,
+        ...COMMON_INDEXES_SQL,
+        'CREATE INDEX calls_search ON calls USING gin (search gin_trgm_ops)',
+      ],
+    },
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** The database was migrated by a newer program, or a migration failed. */
+export class CallLogSchemaError extends Error {
+  override readonly name = 'CallLogSchemaError';
+  readonly code = 'ERR_CALL_LOG_SCHEMA';
+}
+
+/**
+ * The migrations still to apply given the versions already recorded, in order. Throws when the
+ * database records a version this program does not know (it was written by a newer release).
+ */
+export function pendingMigrations(applied: Iterable<number>, where: string): Migration[] {
+  const done = new Set(applied);
+  const unknown = [...done].filter((v) => !MIGRATIONS.some((m) => m.version === v));
+  if (unknown.length > 0) {
+    throw new CallLogSchemaError(
+      `${where}: the call log has schema version ${Math.max(...unknown)}, newer than this program's ${SCHEMA_VERSION}; upgrade the program`,
+    );
+  }
+  return MIGRATIONS.filter((m) => !done.has(m.version));
+}

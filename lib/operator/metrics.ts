@@ -1,0 +1,136 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { B2buaService } from '../b2bua/b2bua-service';
+import type { CallLogWriter } from '../b2bua/call-log-writer';
+import { CALL_OUTCOMES } from '../call-log/call-record';
+import {
+  MediaError,
+  type MediaAnchor,
+  type MediaAnswerRequest,
+  type MediaDeleteRequest,
+  type MediaOfferRequest,
+  type MediaQuality,
+} from '../media/media-anchor';
+
+/**
+ * The B2BUA's Prometheus metrics (prom-client, one registry per process):
+ *   b2bua_calls_total{outcome}             calls ended, by outcome
+ *   b2bua_calls_refused_total{reason}      INVITEs refused at admission
+ *   b2bua_active_calls                     calls in progress
+ *   b2bua_peak_calls                       most calls in progress at once since start
+ *   b2bua_call_setup_seconds               INVITE to ringing/answer/failure (post-dial delay)
+ *   b2bua_rtpengine_errors_total{op,code}  RTPEngine requests that failed
+ *   b2bua_call_log_write_errors_total      call-log writes that failed
+ * plus Node's process metrics with the b2bua_ prefix.
+ */
+export class B2buaMetrics {
+  readonly registry = new Registry();
+  readonly rtpengineErrors: Counter<'op' | 'code'>;
+  #peak = 0;
+
+  constructor(service: B2buaService, callLog: CallLogWriter) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'b2bua_' });
+    const calls = new Counter({ name: 'b2bua_calls_total', help: 'Calls ended, by outcome', labelNames: ['outcome'], registers: [r] });
+    for (const o of CALL_OUTCOMES) calls.inc({ outcome: o }, 0);
+    const refused = new Counter({ name: 'b2bua_calls_refused_total', help: 'INVITEs refused at admission, by reason', labelNames: ['reason'], registers: [r] });
+    new Gauge({
+      name: 'b2bua_active_calls',
+      help: 'Calls in progress',
+      registers: [r],
+      collect() {
+        this.set(service.sessions.size);
+      },
+    });
+    const peakOf = (): number => this.#peak;
+    new Gauge({
+      name: 'b2bua_peak_calls',
+      help: 'Most calls in progress at once since the process started',
+      registers: [r],
+      collect() {
+        this.set(peakOf());
+      },
+    });
+    const setup = new Histogram({
+      name: 'b2bua_call_setup_seconds',
+      help: 'Post-dial delay: the caller\'s INVITE to the first ringing, answer or failure',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [r],
+    });
+    this.rtpengineErrors = new Counter({ name: 'b2bua_rtpengine_errors_total', help: 'RTPEngine requests that failed, by operation and error code', labelNames: ['op', 'code'], registers: [r] });
+    new Counter({
+      name: 'b2bua_call_log_write_errors_total',
+      help: 'Call-log writes that failed',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(callLog.writeErrors);
+      },
+    });
+
+    service.on('session', () => {
+      this.#peak = Math.max(this.#peak, service.sessions.size);
+    });
+    service.on('refused', (why) => refused.inc({ reason: why }));
+    callLog.on('update', (record) => {
+      if (record.outcome === null) return;
+      calls.inc({ outcome: record.outcome });
+      if (record.postDialDelayMs !== null) setup.observe(record.postDialDelayMs / 1000);
+    });
+  }
+
+  /** Most calls in progress at once since start. */
+  get peak(): number {
+    return this.#peak;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** A MediaAnchor that counts its failures in b2bua_rtpengine_errors_total. */
+export class MeteredMediaAnchor implements MediaAnchor {
+  #errors: Counter<'op' | 'code'> | undefined;
+
+  constructor(readonly inner: MediaAnchor) {}
+
+  /** Starts counting into the metrics (created after the anchor, which the service needs first). */
+  meter(errors: Counter<'op' | 'code'>): void {
+    this.#errors = errors;
+  }
+
+  #count<T>(op: string, p: Promise<T>): Promise<T> {
+    return p.catch((err: unknown) => {
+      this.#errors?.inc({ op, code: err instanceof MediaError ? err.code : 'UNKNOWN' });
+      throw err;
+    });
+  }
+
+  offer(req: MediaOfferRequest): Promise<string> {
+    return this.#count('offer', this.inner.offer(req));
+  }
+
+  answer(req: MediaAnswerRequest): Promise<string> {
+    return this.#count('answer', this.inner.answer(req));
+  }
+
+  delete(req: MediaDeleteRequest): Promise<MediaQuality | undefined> {
+    return this.#count('delete', this.inner.delete(req));
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  get activeSessions(): number {
+    return this.inner.activeSessions;
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
