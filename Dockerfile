@@ -53,6 +53,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/app ./dist/app
 COPY --from=build /app/dist/lib ./dist/lib
+# The operator web page is served from its sources (plain HTML, CSS and JavaScript).
+COPY --from=build /app/lib/operator/web ./lib/operator/web
 # The only writable places, both named volumes in docker-compose.yml (a new volume takes the
 # owner of the directory it is first mounted on): /app/var for the B2BUA's runtime files and
 # call log, /var/lib/kamailio for Kamailio's SQLite file, which the `extensions` service creates
@@ -62,5 +64,7 @@ USER node
 # SIGTERM makes the B2BUA refuse new calls and drain the ones in progress for SHUTDOWN_TIMEOUT
 # seconds; give it longer than that before SIGKILL (docker-compose.yml: stop_grace_period).
 STOPSIGNAL SIGTERM
-# No HEALTHCHECK yet: the operator API that will answer it comes with the call log.
+# Liveness from the operator endpoint's /health (no token needed).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "dist/app/b2bua.js"]
