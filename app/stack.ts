@@ -86,7 +86,8 @@ async function main(): Promise<void> {
       ? ['  New demo extensions (passwords are shown once; change them with `npm run extensions -- passwd <ext>`):', ...created.map(([e, p]) => `      ${e}  password ${p}`)]
       : [`  Extensions: ${existing.join(', ')}   (npm run extensions -- list)`]),
     `  Dial plan: ${b2buaEnv.DIAL_PLAN ?? '6XXX'}    media: ${config.media === 'off' ? 'off' : `RTPEngine on ${config.rtpengine.mediaAddress}, ports ${config.rtpengine.portMin}-${config.rtpengine.portMax}`}`,
-    `  Operator API: http://${b2buaEnv.OPERATOR_ADDRESS ?? '127.0.0.1'}:${b2buaEnv.OPERATOR_PORT}/  (bearer token in ${adminToken ? join(config.varDir, 'operator-token') : 'OPERATOR_ADMIN_TOKENS'})`,
+    `  Operator web page and API: http://${b2buaEnv.OPERATOR_ADDRESS ?? '127.0.0.1'}:${b2buaEnv.OPERATOR_PORT}/  (bearer token in ${adminToken ? join(config.varDir, 'operator-token') : 'OPERATOR_ADMIN_TOKENS'})`,
+    `  Call log: ${b2buaEnv.DATABASE_URL ? 'PostgreSQL (DATABASE_URL)' : (b2buaEnv.CALL_LOG_PATH ?? join(config.varDir, 'calls.db'))}    npm run calls -- list | show <id> | tail`,
     `  Engine status: http://127.0.0.1:${config.engine.statusPort}/status    logs: ${join(config.varDir, 'log')}/`,
     `  PIDs: ${Object.entries(stack.pids()).map(([n, p]) => `${n} ${p}`).join(', ')}`,
     '  Ctrl-C stops everything.',
