@@ -15,6 +15,20 @@ export default tseslint.config(
     },
   },
   {
+    // The operator web page: plain browser modules, no build step.
+    files: ['lib/operator/web/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'window', 'document', 'location', 'sessionStorage', 'console', 'fetch', 'URL', 'URLSearchParams', 'FormData', 'Blob',
+          'AbortController', 'TextDecoder', 'TextDecoderStream', 'Node', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval',
+          'requestAnimationFrame', 'Event', 'CustomEvent', 'HTMLElement', 'navigator', 'confirm', 'alert',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['scripts/**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
