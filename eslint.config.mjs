@@ -27,6 +27,14 @@ export default tseslint.config(
         ].map((name) => [name, 'readonly']),
       ),
     },
+    rules: {
+      // SIP text is attacker-controlled: the page builds nodes and sets textContent only.
+      'no-restricted-properties': ['error',
+        { property: 'innerHTML', message: 'SIP text is attacker-controlled: build nodes with h() / textContent.' },
+        { property: 'outerHTML', message: 'SIP text is attacker-controlled: build nodes with h() / textContent.' },
+        { property: 'insertAdjacentHTML', message: 'SIP text is attacker-controlled: build nodes with h() / textContent.' },
+      ],
+    },
   },
   {
     files: ['scripts/**/*.mjs'],
