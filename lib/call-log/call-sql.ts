@@ -286,6 +286,8 @@ export function statsFromRows(rows: readonly StatsRow[]): CallStats {
 // The list query
 
 export const MAX_LIMIT = 500;
+/** Free text length bounds (characters). */
+export const MIN_TEXT = 3;
 const MAX_TEXT = 200;
 const MAX_KEY = 256;
 
@@ -322,10 +324,14 @@ function checkDate(name: string, value: unknown): number {
   return value.getTime();
 }
 
-/** Free text, lower-cased like `search`; undefined when empty. */
+/**
+ * Free text, lower-cased like `search`; undefined when empty. At least 3 characters: the
+ * trigram indexes cannot help a shorter text, and one matching few calls would scan them all.
+ */
 function checkText(value: unknown): string | undefined {
   if (typeof value !== 'string') throw new CallQueryError('invalid text: expected a string');
   if (value.length === 0) return undefined;
+  if ([...value].length < MIN_TEXT) throw new CallQueryError(`invalid text ${JSON.stringify(value)}: at least ${MIN_TEXT} characters`);
   if (value.length > MAX_TEXT) throw new CallQueryError(`invalid text: at most ${MAX_TEXT} characters`);
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new CallQueryError('invalid text: control characters are not allowed');

@@ -63,6 +63,15 @@ export function redactUrl(url: string): string {
   }
 }
 
+const UPSERT = toPostgres(upsertSql());
+const GET = toPostgres(GET_SQL);
+const FIND = toPostgres(FIND_SQL);
+const MESSAGES = toPostgres(MESSAGES_SQL);
+const INTERRUPT = toPostgres(INTERRUPT_SQL);
+const PRUNE_NEXT_CALLS = toPostgres(PRUNE_NEXT_CALLS_SQL);
+const PRUNE_CALLS = toPostgres(PRUNE_CALLS_SQL);
+const STATS = toPostgres(STATS_SQL);
+
 /** Messages appended in one statement: seq continues from the call's highest. */
 const ADD_MESSAGES_SQL = `INSERT INTO call_messages (call_id, leg, seq, at, dir, transport, peer, local, text)
 SELECT $1, m.leg, (SELECT COALESCE(MAX(seq), 0) FROM call_messages WHERE call_id = $1) + m.n, m.at, m.dir, m.transport, m.peer, m.local, m.text
@@ -138,7 +147,7 @@ export class PostgresCallStore implements CallStore {
   }
 
   async upsert(record: CallRecord): Promise<void> {
-    await this.#open().query({ name: 'call-upsert', text: toPostgres(upsertSql()), values: recordValues(record) });
+    await this.#open().query({ name: 'call-upsert', text: UPSERT, values: recordValues(record) });
   }
 
   /**
@@ -155,12 +164,12 @@ export class PostgresCallStore implements CallStore {
   }
 
   async get(id: string): Promise<CallRecord | undefined> {
-    const { rows } = await this.#open().query<CallRow>({ name: 'call-get', text: toPostgres(GET_SQL), values: [id] });
+    const { rows } = await this.#open().query<CallRow>({ name: 'call-get', text: GET, values: [id] });
     return rows[0] === undefined ? undefined : rowToRecord(rows[0]);
   }
 
   async find(key: string): Promise<CallRecord | undefined> {
-    const { rows } = await this.#open().query<CallRow>({ name: 'call-find', text: toPostgres(FIND_SQL), values: [key, key, key, key, key] });
+    const { rows } = await this.#open().query<CallRow>({ name: 'call-find', text: FIND, values: [key, key, key, key, key] });
     return rows[0] === undefined ? undefined : rowToRecord(rows[0]);
   }
 
@@ -200,13 +209,13 @@ export class PostgresCallStore implements CallStore {
   }
 
   async messages(callId: string): Promise<StoredSipMessage[]> {
-    const { rows } = await this.#open().query<MessageRow>({ name: 'call-messages', text: toPostgres(MESSAGES_SQL), values: [callId] });
+    const { rows } = await this.#open().query<MessageRow>({ name: 'call-messages', text: MESSAGES, values: [callId] });
     return rows.map(rowToMessage);
   }
 
   async interruptUnfinished(instance: string, at: Date): Promise<string[]> {
     const t = at.getTime();
-    const { rows } = await this.#open().query<{ id: string }>(toPostgres(INTERRUPT_SQL), [t, t, t, t, t, instance]);
+    const { rows } = await this.#open().query<{ id: string }>(INTERRUPT, [t, t, t, t, t, instance]);
     return rows.map((r) => r.id);
   }
 
@@ -217,7 +226,7 @@ export class PostgresCallStore implements CallStore {
     let messages = 0;
     let after: { receivedAt: number; id: string } = { receivedAt: Number.MIN_SAFE_INTEGER, id: '' };
     for (;;) {
-      const { rows } = await pool.query<{ id: string; received_at: string }>(toPostgres(PRUNE_NEXT_CALLS_SQL), [
+      const { rows } = await pool.query<{ id: string; received_at: string }>(PRUNE_NEXT_CALLS, [
         messagesCut,
         after.receivedAt,
         after.receivedAt,
@@ -231,7 +240,7 @@ export class PostgresCallStore implements CallStore {
     }
     let calls = 0;
     for (;;) {
-      const deleted = (await pool.query(toPostgres(PRUNE_CALLS_SQL), [callsBefore.getTime(), PRUNE_BATCH])).rowCount ?? 0;
+      const deleted = (await pool.query(PRUNE_CALLS, [callsBefore.getTime(), PRUNE_BATCH])).rowCount ?? 0;
       calls += deleted;
       if (deleted < PRUNE_BATCH) break;
     }
@@ -239,7 +248,7 @@ export class PostgresCallStore implements CallStore {
   }
 
   async stats(from: Date, to: Date): Promise<CallStats> {
-    const { rows } = await this.#open().query<StatsRow>(toPostgres(STATS_SQL), [from.getTime(), to.getTime()]);
+    const { rows } = await this.#open().query<StatsRow>(STATS, [from.getTime(), to.getTime()]);
     return statsFromRows(rows);
   }
 

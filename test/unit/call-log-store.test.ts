@@ -21,6 +21,7 @@ import {
   type CallStore,
   type StoredSipMessage,
 } from '../../lib/call-log';
+import { FIND_SQL, INTERRUPT_SQL, listSql, validateQuery } from '../../lib/call-log/call-sql';
 import { startTestPostgres, type TestPostgres } from '../support/postgres';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -29,7 +30,7 @@ type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 type Store = CallStore & { insertMany(records: readonly CallRecord[]): Promise<void> };
 
 /** One empty database: each open() is another store (connection) on it. */
-interface Database_ {
+interface TestDatabase {
   open(): Promise<Store>;
   /** Rows of schema_migrations. */
   migrationsApplied(): Promise<number>;
@@ -37,7 +38,7 @@ interface Database_ {
 
 interface Backend {
   readonly kind: 'sqlite' | 'postgres';
-  fresh(tt: TapTest): Promise<Database_>;
+  fresh(tt: TapTest): Promise<TestDatabase>;
 }
 
 const SECOND = 1000;
@@ -188,10 +189,10 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     t2.equal(store.kind, backend.kind);
     const first = record('call-1');
     await store.upsert(first);
-    t2.same(await store.get('call-1'), first, 'get returns the record as written');
-    t2.same(await store.find('call-1'), first, 'find by id');
-    t2.same(await store.find('a-call-1@10.0.0.1'), first, 'find by the A-leg Call-ID');
-    t2.same(await store.find('b-call-1'), first, 'find by the B-leg Call-ID');
+    t2.strictSame(await store.get('call-1'), first, 'get returns the record as written');
+    t2.strictSame(await store.find('call-1'), first, 'find by id');
+    t2.strictSame(await store.find('a-call-1@10.0.0.1'), first, 'find by the A-leg Call-ID');
+    t2.strictSame(await store.find('b-call-1'), first, 'find by the B-leg Call-ID');
     t2.equal(await store.get('nope'), undefined, 'an unknown id is undefined');
     t2.equal(await store.find('nope'), undefined, 'an unknown key is undefined');
     t2.equal((await store.get('call-1'))?.receivedAt.getTime(), T0, 'the millisecond is kept');
@@ -199,7 +200,7 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     // The first write of a call, then a state change replacing every field.
     const early = open('call-2', { bCallId: null, state: 'received', ringingAt: null, answeredAt: null, callerName: null, postDialDelayMs: null });
     await store.upsert(early);
-    t2.same(await store.get('call-2'), early, 'nulls round-trip');
+    t2.strictSame(await store.get('call-2'), early, 'nulls round-trip');
     const later = record('call-2', {
       instance: 'b2bua-2',
       bCallId: 'b-new',
@@ -218,10 +219,10 @@ function storeSuite(tt: TapTest, backend: Backend): void {
       updatedAt: at(99_999),
     });
     await store.upsert(later);
-    t2.same(await store.get('call-2'), later, 'upsert replaced every field');
-    t2.same((await store.find('b-new'))?.id, 'call-2', 'find by the B-leg Call-ID set later');
-    t2.same(await ids(store, { text: 'b-new' }), ['call-2'], 'free text sees the new B-leg Call-ID');
-    t2.same(await ids(store, { text: 'alice' }), ['call-1'], 'and no longer the old caller name');
+    t2.strictSame(await store.get('call-2'), later, 'upsert replaced every field');
+    t2.strictSame((await store.find('b-new'))?.id, 'call-2', 'find by the B-leg Call-ID set later');
+    t2.strictSame(await ids(store, { text: 'b-new' }), ['call-2'], 'free text sees the new B-leg Call-ID');
+    t2.strictSame(await ids(store, { text: 'alice' }), ['call-1'], 'and no longer the old caller name');
   });
 
   tt.test('find prefers the id, then the A-leg Call-ID, then the B-leg one', async (t2) => {
@@ -247,23 +248,23 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     ];
     for (const r of rows) await store.upsert(r);
 
-    t2.same(await ids(store, {}), ['c6', 'c5', 'c4', 'c3', 'c2', 'c1'], 'newest first');
-    t2.same(await ids(store, { caller: '6001' }), ['c6', 'c2', 'c1'], 'caller');
-    t2.same(await ids(store, { callee: '6002' }), ['c6', 'c5', 'c3', 'c1'], 'callee');
-    t2.same(await ids(store, { caller: '6001', callee: '6002' }), ['c6', 'c1'], 'caller and callee');
-    t2.same(await ids(store, { outcomes: ['answered'] }), ['c4', 'c1'], 'one outcome');
-    t2.same(await ids(store, { outcomes: ['busy', 'no-answer', 'failed'] }), ['c6', 'c3', 'c2'], 'several outcomes');
-    t2.same(await ids(store, { outcomes: ['busy', 'busy'] }), ['c2'], 'a repeated outcome');
-    t2.same(await ids(store, { outcomes: [] }), [], 'an empty outcome list matches nothing');
-    t2.same(await ids(store, { caller: '6001', outcomes: ['answered', 'busy'] }), ['c2', 'c1'], 'caller and outcomes');
-    t2.same(await ids(store, { from: at(2 * SECOND) }), ['c6', 'c5', 'c4', 'c3'], 'from is inclusive');
-    t2.same(await ids(store, { to: at(2 * SECOND) }), ['c2', 'c1'], 'to is exclusive');
-    t2.same(await ids(store, { from: at(1 * SECOND), to: at(4 * SECOND) }), ['c4', 'c3', 'c2'], 'a range');
-    t2.same(await ids(store, { from: at(1 * SECOND + 1), to: at(3 * SECOND + 1) }), ['c4', 'c3'], 'bounds to the millisecond');
-    t2.same(await ids(store, { from: at(4 * SECOND), to: at(4 * SECOND) }), [], 'an empty range');
-    t2.same(await ids(store, { outcomes: ['answered'], from: at(1 * SECOND) }), ['c4'], 'outcome and range');
-    t2.same(await ids(store, { instance: 'b2bua-2' }), ['c5', 'c3'], 'instance');
-    t2.same(await ids(store, { caller: 'nobody' }), [], 'no match');
+    t2.strictSame(await ids(store, {}), ['c6', 'c5', 'c4', 'c3', 'c2', 'c1'], 'newest first');
+    t2.strictSame(await ids(store, { caller: '6001' }), ['c6', 'c2', 'c1'], 'caller');
+    t2.strictSame(await ids(store, { callee: '6002' }), ['c6', 'c5', 'c3', 'c1'], 'callee');
+    t2.strictSame(await ids(store, { caller: '6001', callee: '6002' }), ['c6', 'c1'], 'caller and callee');
+    t2.strictSame(await ids(store, { outcomes: ['answered'] }), ['c4', 'c1'], 'one outcome');
+    t2.strictSame(await ids(store, { outcomes: ['busy', 'no-answer', 'failed'] }), ['c6', 'c3', 'c2'], 'several outcomes');
+    t2.strictSame(await ids(store, { outcomes: ['busy', 'busy'] }), ['c2'], 'a repeated outcome');
+    t2.strictSame(await ids(store, { outcomes: [] }), [], 'an empty outcome list matches nothing');
+    t2.strictSame(await ids(store, { caller: '6001', outcomes: ['answered', 'busy'] }), ['c2', 'c1'], 'caller and outcomes');
+    t2.strictSame(await ids(store, { from: at(2 * SECOND) }), ['c6', 'c5', 'c4', 'c3'], 'from is inclusive');
+    t2.strictSame(await ids(store, { to: at(2 * SECOND) }), ['c2', 'c1'], 'to is exclusive');
+    t2.strictSame(await ids(store, { from: at(1 * SECOND), to: at(4 * SECOND) }), ['c4', 'c3', 'c2'], 'a range');
+    t2.strictSame(await ids(store, { from: at(1 * SECOND + 1), to: at(3 * SECOND + 1) }), ['c4', 'c3'], 'bounds to the millisecond');
+    t2.strictSame(await ids(store, { from: at(4 * SECOND), to: at(4 * SECOND) }), [], 'an empty range');
+    t2.strictSame(await ids(store, { outcomes: ['answered'], from: at(1 * SECOND) }), ['c4'], 'outcome and range');
+    t2.strictSame(await ids(store, { instance: 'b2bua-2' }), ['c5', 'c3'], 'instance');
+    t2.strictSame(await ids(store, { caller: 'nobody' }), [], 'no match');
   });
 
   tt.test('list: free text is a case-insensitive substring of the named fields, nothing more', async (t2) => {
@@ -274,37 +275,39 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     await store.upsert(record('5b0c6f1e-aaaa-4bbb-8ccc-000000000004', { callerName: 'JÜRGEN', callerUser: '9001', callee: '9002', callerAddress: '10.3.3.3', aCallId: 'j-a', bCallId: 'j-b', transfers: ['alice'], aReason: 'alice', receivedAt: at(3) }));
     const [c1, c2, c3, c4] = ['1', '2', '3', '4'].map((n) => `5b0c6f1e-aaaa-4bbb-8ccc-00000000000${n}`);
 
-    t2.same(await ids(store, { text: 'ALICE' }), [c1], 'caller name, any case (not transfers or reasons)');
-    t2.same(await ids(store, { text: 'mit' }), [c1], 'a substring inside a word');
-    t2.same(await ids(store, { text: '168.7' }), [c1], 'caller address');
-    t2.same(await ids(store, { text: '6002' }), [c1], 'callee');
-    t2.same(await ids(store, { text: '700' }), [c2], 'caller user and callee');
-    t2.same(await ids(store, { text: '000000000003' }), [c3], 'part of the id');
-    t2.same(await ids(store, { text: 'xyz-A-LEG' }), [c1], 'part of the A-leg Call-ID');
-    t2.same(await ids(store, { text: 'b-leg-7' }), [c1], 'part of the B-leg Call-ID');
-    t2.same(await ids(store, { text: 'jürgen' }), [c4], 'non-ASCII letters fold case too');
-    t2.same(await ids(store, { text: "o'bri" }), [c2], 'a quote is a character');
-    t2.same(await ids(store, { text: 'ob' }), [], 'two characters: nothing');
-    t2.same(await ids(store, { text: '10' }), [c4, c3, c2], 'two characters: several');
-    t2.same(await ids(store, { text: '%' }), [c3], '% is literal');
-    t2.same(await ids(store, { text: '_' }), [c3], '_ is literal');
-    t2.same(await ids(store, { text: '0%_o' }), [c3], '%_ together are literal');
-    t2.same(await ids(store, { text: 'f\\d' }), [c3], 'backslash is literal');
-    t2.same(await ids(store, { text: '1_0' }), [], '_ matches no other character');
-    t2.same(await ids(store, { text: '1%6' }), [], '% matches no run of characters');
-    t2.same(await ids(store, { text: '' }), [c4, c3, c2, c1], 'empty text is no filter');
-    t2.same(await ids(store, { text: 'smith', caller: '6001', outcomes: ['answered'] }), [c1], 'combined with other filters');
-    t2.same(await ids(store, { text: 'smith', caller: '7001' }), [], 'all filters apply');
+    t2.strictSame(await ids(store, { text: 'ALICE' }), [c1], 'caller name, any case (not transfers or reasons)');
+    t2.strictSame(await ids(store, { text: 'mit' }), [c1], 'a substring inside a word');
+    t2.strictSame(await ids(store, { text: '168.7' }), [c1], 'caller address');
+    t2.strictSame(await ids(store, { text: '6002' }), [c1], 'callee');
+    t2.strictSame(await ids(store, { text: '700' }), [c2], 'caller user and callee');
+    t2.strictSame(await ids(store, { text: '000000000003' }), [c3], 'part of the id');
+    t2.strictSame(await ids(store, { text: 'xyz-A-LEG' }), [c1], 'part of the A-leg Call-ID');
+    t2.strictSame(await ids(store, { text: 'b-leg-7' }), [c1], 'part of the B-leg Call-ID');
+    t2.strictSame(await ids(store, { text: 'jürgen' }), [c4], 'non-ASCII letters fold case too');
+    t2.strictSame(await ids(store, { text: "o'bri" }), [c2], 'a quote is a character');
+    t2.strictSame(await ids(store, { text: '10.' }), [c4, c3, c2], 'three characters: several');
+    t2.strictSame(await ids(store, { text: '00%' }), [c3], '% is literal');
+    t2.strictSame(await ids(store, { text: '%_o' }), [c3], '_ is literal');
+    t2.strictSame(await ids(store, { text: '0%_o' }), [c3], '%_ together are literal');
+    t2.strictSame(await ids(store, { text: 'f\\d' }), [c3], 'backslash is literal');
+    t2.strictSame(await ids(store, { text: '1_0' }), [], '_ matches no other character');
+    t2.strictSame(await ids(store, { text: '1%6' }), [], '% matches no run of characters');
+    t2.strictSame(await ids(store, { text: '\\%_' }), [], 'wildcards and escape alone match only themselves');
+    t2.strictSame(await ids(store, { text: '' }), [c4, c3, c2, c1], 'empty text is no filter');
+    t2.strictSame(await ids(store, { text: 'smith', caller: '6001', outcomes: ['answered'] }), [c1], 'combined with other filters');
+    t2.strictSame(await ids(store, { text: 'smith', caller: '7001' }), [], 'all filters apply');
     // The separator between the searched fields never joins two of them into a match.
-    t2.same(await ids(store, { text: '6001 6002' }), [], 'no match across fields');
+    t2.strictSame(await ids(store, { text: '6001 6002' }), [], 'no match across fields');
 
     for (const injection of ["' OR '1'='1", "'; DROP TABLE calls; --", '" OR ""="', "%' OR 1=1 --", "') UNION SELECT * FROM calls --", "x' ESCAPE '"]) {
-      t2.same(await ids(store, { text: injection }), [], `${JSON.stringify(injection)} is plain text`);
-      t2.same(await ids(store, { caller: injection }), [], `${JSON.stringify(injection)} as a caller is plain text`);
+      t2.strictSame(await ids(store, { text: injection }), [], `${JSON.stringify(injection)} is plain text`);
+      t2.strictSame(await ids(store, { caller: injection }), [], `${JSON.stringify(injection)} as a caller is plain text`);
     }
     t2.equal((await ids(store, {})).length, 4, 'the table is intact');
     await t2.rejects(store.list({ limit: 10, text: 'a\u001fb' }), CallQueryError, 'control characters are refused');
     await t2.rejects(store.list({ limit: 10, text: 'x'.repeat(201) }), CallQueryError, 'over-long text is refused');
+    await t2.rejects(store.list({ limit: 10, text: 'ob' }), /at least 3 characters/, 'text too short for the trigram index is refused');
+    await t2.rejects(store.list({ limit: 10, text: '%' }), CallQueryError, 'a lone wildcard too');
   });
 
   tt.test('list: cursor pagination over equal receivedAt values, no duplicate, no miss', async (t2) => {
@@ -320,11 +323,11 @@ function storeSuite(tt: TapTest, backend: Backend): void {
       .map((r) => r.id);
     for (const limit of [1, 3, 5, 7, 24, 25, 26]) {
       const { ids: got, pages } = await allPages(store, { limit });
-      t2.same(got, expected, `limit ${limit}: every call once, newest first, ties by id descending`);
+      t2.strictSame(got, expected, `limit ${limit}: every call once, newest first, ties by id descending`);
       t2.equal(pages, Math.max(1, Math.ceil(25 / limit)), `limit ${limit}: no empty last page`);
     }
     const busy = expected.filter((id) => rows.find((r) => r.id === id)?.outcome === 'busy');
-    t2.same((await allPages(store, { limit: 4, outcomes: ['busy'] })).ids, busy, 'pages of a filtered list');
+    t2.strictSame((await allPages(store, { limit: 4, outcomes: ['busy'] })).ids, busy, 'pages of a filtered list');
     const ranged = rows.filter((r) => r.receivedAt.getTime() >= at(SECOND).getTime() && r.receivedAt.getTime() < at(3 * SECOND).getTime()).length;
     t2.equal((await allPages(store, { limit: 2, from: at(SECOND), to: at(3 * SECOND) })).ids.length, ranged, 'pages of a time range');
 
@@ -333,7 +336,7 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     t2.type(first.nextCursor, 'string');
     await store.upsert(record('id-99', { receivedAt: at(10 * SECOND) }));
     const second = await store.list({ limit: 5, cursor: first.nextCursor! });
-    t2.same(second.calls.map((c) => c.id), expected.slice(5, 10), 'a newer call does not shift the next page');
+    t2.strictSame(second.calls.map((c) => c.id), expected.slice(5, 10), 'a newer call does not shift the next page');
   });
 
   tt.test('list: limit bounds and bad input are CallQueryError', async (t2) => {
@@ -366,10 +369,10 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     await store.addMessages('m1', batch2);
     await store.addMessages('m2', [message('a', 0, 'only m2')]);
     const got = await store.messages('m1');
-    t2.same(got.map((m) => m.text), [batch1[0], batch1[1], batch2[0], batch1[2], batch2[1], batch2[2]].map((m) => m!.text), 'time order; same time keeps append order');
-    t2.same(got[3], batch1[2], 'every field round-trips');
-    t2.same((await store.messages('m2')).map((m) => m.text), ['only m2'], 'each call its own');
-    t2.same(await store.messages('none'), [], 'no messages');
+    t2.strictSame(got.map((m) => m.text), [batch1[0], batch1[1], batch2[0], batch1[2], batch2[1], batch2[2]].map((m) => m!.text), 'time order; same time keeps append order');
+    t2.strictSame(got[3], batch1[2], 'every field round-trips');
+    t2.strictSame((await store.messages('m2')).map((m) => m.text), ['only m2'], 'each call its own');
+    t2.strictSame(await store.messages('none'), [], 'no messages');
 
     // Appends racing on one call (the PostgreSQL store retries a clashing sequence number).
     await Promise.all(Array.from({ length: 8 }, (_, i) => store.addMessages('m2', [message('b', 100 + i, `racing ${i}a`), message('b', 100 + i, `racing ${i}b`)])));
@@ -388,9 +391,9 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     const other = open('other-instance', { instance: 'b2bua-2' });
     for (const r of [answered, ringing, finished, other]) await store.upsert(r);
     const when = at(10_001);
-    t2.same((await store.interruptUnfinished('b2bua-1', when)).sort(), ['open-answered', 'open-ringing'], 'the two open calls of b2bua-1');
+    t2.strictSame((await store.interruptUnfinished('b2bua-1', when)).sort(), ['open-answered', 'open-ringing'], 'the two open calls of b2bua-1');
 
-    t2.same(await store.get('open-answered'), {
+    t2.strictSame(await store.get('open-answered'), {
       ...answered,
       state: 'ended',
       outcome: 'interrupted',
@@ -400,7 +403,7 @@ function storeSuite(tt: TapTest, backend: Backend): void {
       billableSec: 9, // 8.501 s answered, every started second billed
       updatedAt: when,
     });
-    t2.same(await store.get('open-ringing'), {
+    t2.strictSame(await store.get('open-ringing'), {
       ...ringing,
       state: 'failed',
       outcome: 'interrupted',
@@ -410,9 +413,9 @@ function storeSuite(tt: TapTest, backend: Backend): void {
       billableSec: 0,
       updatedAt: when,
     });
-    t2.same(await store.get('finished'), finished, 'a finished call is untouched');
-    t2.same(await store.get('other-instance'), other, "another instance's open call is untouched");
-    t2.same(await store.interruptUnfinished('b2bua-1', at(20_000)), [], 'a second run finds nothing');
+    t2.strictSame(await store.get('finished'), finished, 'a finished call is untouched');
+    t2.strictSame(await store.get('other-instance'), other, "another instance's open call is untouched");
+    t2.strictSame(await store.interruptUnfinished('b2bua-1', at(20_000)), [], 'a second run finds nothing');
     t2.equal((await store.get('open-answered'))?.endedAt?.getTime(), when.getTime(), 'and changes nothing');
   });
 
@@ -426,21 +429,21 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     await store.addMessages('d40', [message('a', 0, 'x'), message('b', 1, 'y')]);
     await store.addMessages('d20', [message('a', 0, 'x'), message('b', 1, 'y'), message('a', 2, 'z')]);
     await store.addMessages('d5', [message('a', 0, 'kept')]);
-    t2.same(await store.prune(day(30), day(10)), { calls: 1, messages: 5 }, 'one call, and the messages of it and of d20');
+    t2.strictSame(await store.prune(day(30), day(10)), { calls: 1, messages: 5 }, 'one call, and the messages of it and of d20');
     t2.equal(await store.get('d40'), undefined, 'the 40-day-old call is gone');
-    t2.same(await store.messages('d40'), [], 'with its messages');
+    t2.strictSame(await store.messages('d40'), [], 'with its messages');
     t2.equal((await store.get('d20'))?.id, 'd20', 'the 20-day-old call stays');
-    t2.same(await store.messages('d20'), [], 'without its messages');
+    t2.strictSame(await store.messages('d20'), [], 'without its messages');
     t2.equal((await store.messages('d5')).length, 1, 'recent messages stay');
-    t2.same(await store.prune(day(30), day(10)), { calls: 0, messages: 0 }, 'a second prune finds nothing');
-    t2.same(await store.prune(day(30), day(40)), { calls: 0, messages: 0 }, 'messages of a call that is kept stay');
+    t2.strictSame(await store.prune(day(30), day(10)), { calls: 0, messages: 0 }, 'a second prune finds nothing');
+    t2.strictSame(await store.prune(day(30), day(40)), { calls: 0, messages: 0 }, 'messages of a call that is kept stay');
 
     // More than one batch of each.
     const many = Array.from({ length: 2345 }, (_, i) => record(`old-${i}`, { receivedAt: new Date(day(50).getTime() + (i % 7)) }));
     await store.insertMany(many);
     for (let i = 0; i < 2345; i += 500) await store.addMessages(`old-${i}`, [message('a', 0, 'old')]);
-    t2.same(await store.prune(day(30), day(10)), { calls: 2345, messages: 5 }, 'batches add up');
-    t2.same(await ids(store, {}), ['d5', 'd20'], 'only the recent calls are left');
+    t2.strictSame(await store.prune(day(30), day(10)), { calls: 2345, messages: 5 }, 'batches add up');
+    t2.strictSame(await ids(store, {}), ['d5', 'd20'], 'only the recent calls are left');
   });
 
   tt.test('stats: ASR, ACD and outcomes over [from, to)', async (t2) => {
@@ -455,9 +458,9 @@ function storeSuite(tt: TapTest, backend: Backend): void {
       record('s7', { receivedAt: at(10), billableSec: 1000 }), // at `to`: outside
     ]);
     const s = await store.stats(at(0), at(10));
-    t2.same(s, { calls: 5, answered: 3, asr: 3 / 5, acdSec: 15.5, byOutcome: { answered: 2, busy: 1, 'no-answer': 1 } });
-    t2.same(await store.stats(at(100), at(200)), { calls: 0, answered: 0, asr: null, acdSec: null, byOutcome: {} }, 'no calls');
-    t2.same(await store.stats(at(2), at(4)), { calls: 2, answered: 0, asr: 0, acdSec: null, byOutcome: { busy: 1, 'no-answer': 1 } }, 'none answered');
+    t2.strictSame(s, { calls: 5, answered: 3, asr: 3 / 5, acdSec: 15.5, byOutcome: { answered: 2, busy: 1, 'no-answer': 1 } });
+    t2.strictSame(await store.stats(at(100), at(200)), { calls: 0, answered: 0, asr: null, acdSec: null, byOutcome: {} }, 'no calls');
+    t2.strictSame(await store.stats(at(2), at(4)), { calls: 2, answered: 0, asr: 0, acdSec: null, byOutcome: { busy: 1, 'no-answer': 1 } }, 'none answered');
   });
 
   tt.test('re-opening migrates nothing twice; stores on one database see each other', async (t2) => {
@@ -467,16 +470,16 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     t2.equal(await db.migrationsApplied(), MIGRATIONS.length, 'each migration recorded once');
     await a.upsert(record('from-a'));
     await b.upsert(record('from-b', { receivedAt: at(1) }));
-    t2.same(await ids(a, {}), ['from-b', 'from-a'], 'a sees b');
-    t2.same(await ids(b, {}), ['from-b', 'from-a'], 'b sees a');
+    t2.strictSame(await ids(a, {}), ['from-b', 'from-a'], 'a sees b');
+    t2.strictSame(await ids(b, {}), ['from-b', 'from-a'], 'b sees a');
     await b.addMessages('from-a', [message('a', 0, 'via b')]);
-    t2.same((await a.messages('from-a')).map((m) => m.text), ['via b']);
+    t2.strictSame((await a.messages('from-a')).map((m) => m.text), ['via b']);
     await a.close();
     await a.close();
     await t2.rejects(a.get('from-a'), /closed/, 'a closed store refuses work');
     const c = await db.open();
     t2.equal(await db.migrationsApplied(), MIGRATIONS.length, 'reopening applied nothing');
-    t2.same(await ids(c, {}), ['from-b', 'from-a'], 'the rows are still there');
+    t2.strictSame(await ids(c, {}), ['from-b', 'from-a'], 'the rows are still there');
     await c.ping();
     t2.pass('ping resolves');
   });
@@ -498,6 +501,29 @@ t.test('SqliteCallStore', async (tt) => {
     const db = new Database(file, { readonly: true });
     t2.equal(db.pragma('journal_mode', { simple: true }), 'wal');
     db.close();
+  });
+
+  tt.test('fixed statistics: the planner takes the intended index for each filter', async (t2) => {
+    const dir = mkdtempSync(join(tmpdir(), 'call-log-plans-'));
+    t2.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'calls.sqlite');
+    await SqliteCallStore.open(file).close();
+    const db = new Database(file, { readonly: true });
+    t2.teardown(() => db.close());
+    const plan = (sql: string, params: unknown[]): string =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as Array<{ detail: string }>).map((r) => r.detail).join(' | ');
+    const listPlan = (query: Partial<CallQuery>): string => {
+      const { sql, params } = listSql(validateQuery({ limit: 50, ...query }));
+      return plan(sql, params);
+    };
+    t2.match(listPlan({}), /calls_received/, 'no filter: newest first from calls_received');
+    t2.notMatch(listPlan({}), /TEMP B-TREE/, 'without sorting');
+    t2.match(listPlan({ caller: '6001', outcomes: ['answered'] }), /calls_caller/, 'caller + outcome: calls_caller');
+    t2.match(listPlan({ callee: '6001', outcomes: ['busy'] }), /calls_callee/, 'callee + outcome: calls_callee');
+    t2.match(listPlan({ outcomes: ['busy'], from: at(0), to: at(DAY) }), /calls_outcome \(outcome=\? AND received_at>\? AND received_at<\?\)/, 'outcome + range: calls_outcome');
+    t2.match(listPlan({ from: at(0), to: at(DAY) }), /calls_received \(received_at>\? AND received_at<\?\)/, 'range: calls_received');
+    t2.match(plan(INTERRUPT_SQL, [1, 1, 1, 1, 1, 'b2bua-1']), /calls_open/, 'interruptUnfinished: the partial index of open calls');
+    t2.match(plan(FIND_SQL, ['k', 'k', 'k', 'k', 'k']), /calls_a_call_id.*calls_b_call_id/, 'find: the Call-ID indexes');
   });
 });
 
