@@ -44,6 +44,25 @@ export function treeCpuMicros(root: number): number {
   return sum;
 }
 
+/**
+ * CPU of this process's reaped children (cutime + cstime, /proc/self/stat fields 16 and 17), in
+ * microseconds: a SIPp run wrapped in coreutils `timeout` lands here once both have exited.
+ */
+export function reapedChildrenCpuMicros(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[13]) + Number(fields[14])) * 1_000_000) / CLK_TCK;
+}
+
+/** The whole machine's CPU time from /proc/stat, in microseconds: busy (not idle or iowait) and total. */
+export function machineCpuMicros(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.slice(0, 8).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: ((total - idle) * 1_000_000) / CLK_TCK, total: (total * 1_000_000) / CLK_TCK };
+}
+
 /** Resident memory of one process, kilobytes (/proc/<pid>/status VmRSS). */
 export function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -66,11 +85,12 @@ async function tcpFree(port: number): Promise<boolean> {
   });
 }
 
-/** Distinct ports on 127.0.0.1 free for both UDP and TCP. */
-export async function freePorts(n: number): Promise<number[]> {
+/** Distinct ports on 127.0.0.1 free for both UDP and TCP, picked at random in [low, high]. */
+export async function freePorts(n: number, low = 20000, high = 59999): Promise<number[]> {
   const out: number[] = [];
-  while (out.length < n) {
-    const p = 20000 + Math.floor(Math.random() * 40000);
+  for (let tries = 0; out.length < n; tries++) {
+    if (tries > 50 * n + 1000) throw new Error(`fewer than ${n} free ports in ${low}-${high}`);
+    const p = low + Math.floor(Math.random() * (high - low + 1));
     if (out.includes(p)) continue;
     if ((await udpFree(p)) && (await tcpFree(p))) out.push(p);
   }
