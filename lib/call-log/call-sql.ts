@@ -188,14 +188,12 @@ export const MESSAGES_SQL = 'SELECT leg, at, dir, transport, peer, local, text F
 
 export const NEXT_SEQ_SQL = 'SELECT COALESCE(MAX(seq), 0) AS seq FROM call_messages WHERE call_id = ?';
 
-export function insertMessagesSql(rows: number): string {
-  const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?)';
-  return `INSERT INTO call_messages (call_id, leg, seq, at, dir, transport, peer, local, text) VALUES ${Array.from({ length: rows }, () => one).join(', ')}`;
-}
+export const INSERT_MESSAGE_SQL = `INSERT INTO call_messages (call_id, leg, seq, at, dir, transport, peer, local, text)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
-/** Values for insertMessagesSql, seq numbered from `firstSeq`. */
-export function messageValues(callId: string, messages: readonly StoredSipMessage[], firstSeq: number): SqlValue[] {
-  return messages.flatMap((m, i) => [callId, m.leg, firstSeq + i, m.at.getTime(), m.dir, m.transport, m.peer, m.local, m.text]);
+/** Values for INSERT_MESSAGE_SQL. */
+export function messageValues(callId: string, m: StoredSipMessage, seq: number): SqlValue[] {
+  return [callId, m.leg, seq, m.at.getTime(), m.dir, m.transport, m.peer, m.local, m.text];
 }
 
 export interface MessageRow {

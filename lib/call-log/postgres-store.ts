@@ -82,6 +82,8 @@ async function migrate(pool: Pool, where: string): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
+    // A migration on a large log, or the wait for another instance's, may outlast the pool's timeout.
+    await client.query('SET LOCAL statement_timeout = 0');
     await client.query('SELECT pg_advisory_xact_lock($1, $2)', [...MIGRATION_LOCK]);
     await client.query(MIGRATIONS_TABLE_SQL);
     const applied = (await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version);

@@ -99,7 +99,7 @@ export const callListQuerySchema = {
     outcome: { type: 'string', pattern: `^(${OUTCOME_ALT})(,(${OUTCOME_ALT}))*$`, description: 'Comma-separated outcomes' },
     from: { ...isoTime, description: 'Received at or after' },
     to: { ...isoTime, description: 'Received before' },
-    q: { type: 'string', minLength: 1, maxLength: 100, description: 'Free text: part of a caller, callee, address or call id' },
+    q: { type: 'string', minLength: 3, maxLength: 100, description: 'Free text: part of a caller, callee, address or call id' },
     limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
     cursor: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_=-]+$', description: "A page's nextCursor" },
   },
