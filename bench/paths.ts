@@ -170,9 +170,10 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
     if (o.name === 'baseline') {
       const cfgFile = join(dir, 'kamailio-baseline.cfg');
       writeFileSync(cfgFile, baselineKamailioConfig());
-      // The same options Stack gives Kamailio (lib/stack/stack.ts), only the config differs.
+      // The options Stack gives Kamailio (lib/stack/stack.ts) but the config and the shared memory.
       kamailio = await startKamailio({
         configFile: cfgFile,
+        sharedMemoryMb: settings.kamailioShmMb,
         listen: { address: PHONE_IP, port: sipPort },
         engine: { address: ENGINE_IP, port: engineSipPort },
         dbFile,

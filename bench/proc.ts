@@ -1,7 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import * as net from 'node:net';
 import * as dgram from 'node:dgram';
+import { basename } from 'node:path';
+import { pino } from 'pino';
+import { NativeProcess } from '../lib/stack/native-process';
 
 /** Benchmark plumbing: processes by PID, CPU from /proc, free ports, SIPp runs. */
 
@@ -98,62 +101,45 @@ export async function freePorts(n: number, low = 20000, high = 59999): Promise<n
 }
 
 export interface Proc {
-  readonly child: ChildProcess;
   readonly pid: number;
+  /** What the process printed (its last lines, stdout and stderr interleaved). */
   output(): string;
   stop(): Promise<void>;
 }
 
-/** Starts a process; resolves once `ready(output)` is true (or rejects when it exits first). */
-export function start(cmd: string, args: string[], ready: (out: string) => boolean, timeoutMs = 15000): Promise<Proc> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let done = false;
-    const onData = (b: Buffer): void => {
-      if (out.length < 200_000) out += b.toString();
-      if (!done && ready(out)) {
-        done = true;
-        clearTimeout(timer);
-        resolve(proc);
-      }
-    };
-    const proc: Proc = {
-      child,
-      pid: child.pid ?? -1,
-      output: () => out,
-      stop: () =>
-        new Promise<void>((res) => {
-          if (child.exitCode !== null || child.signalCode !== null) return res();
-          const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-          child.once('exit', () => {
-            clearTimeout(kill);
-            res();
-          });
-          child.kill('SIGTERM');
-        }),
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      if (!done) {
-        done = true;
-        clearTimeout(timer);
-        reject(new Error(`${cmd} exited with ${code} before it was ready:\n${out.slice(-2000)}`));
-      }
-    });
-    const timer = setTimeout(() => {
-      if (done) return;
-      done = true;
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} not ready after ${timeoutMs} ms:\n${out.slice(-2000)}`));
-    }, timeoutMs);
-    if (ready('')) {
-      done = true;
-      clearTimeout(timer);
-      resolve(proc);
-    }
+const quiet = pino({ level: 'silent' });
+
+/**
+ * Starts a process with lib/stack's NativeProcess (own process group, stopped by PID: SIGTERM,
+ * then SIGKILL after 5 s); resolves once `ready(output)` holds, rejects when it exits first or
+ * after timeoutMs.
+ */
+export async function start(cmd: string, args: string[], ready: (out: string) => boolean, timeoutMs = 15000): Promise<Proc> {
+  const p = await NativeProcess.start({
+    name: basename(cmd),
+    command: cmd,
+    args,
+    logger: quiet,
+    readyTimeoutMs: timeoutMs,
+    ready: (proc) =>
+      new Promise<void>((resolve) => {
+        const check = (): boolean => ready(proc.output().join('\n'));
+        if (check()) return resolve();
+        const onLine = (): void => {
+          if (!check()) return;
+          proc.off('line', onLine);
+          resolve();
+        };
+        proc.on('line', onLine);
+      }),
   });
+  return {
+    pid: p.pid,
+    output: () => p.output().join('\n'),
+    stop: async () => {
+      await p.stop();
+    },
+  };
 }
 
 /** Waits until something listens on a UDP port (SIPp UAS, Kamailio), from /proc/net/udp. */

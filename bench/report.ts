@@ -73,7 +73,7 @@ export function bottleneck(st: Step, cores: number): string {
   }
   const single = ['engine', 'b2bua'].filter((k) => (st.cpu.percent[k] ?? 0) >= 85);
   if (single.length) return `${single.join(' and ')} at a full core (Node is single-threaded)`;
-  if (st.cpu.machinePercent >= cores * 100 * 0.9) {
+  if (st.cpu.machinePercent >= cores * 100 * 0.85) {
     const top = Object.entries(st.cpu.percent)
       .filter(([k]) => k !== 'bench')
       .sort((a, b) => b[1] - a[1])[0];
@@ -221,7 +221,7 @@ export function summaryText(paths: readonly PathReport[], targets: readonly Targ
   if (notes.length) parts.push(`Where each path stops\n  ${notes.join('\n  ')}`);
   for (const p of paths) {
     for (const prof of p.profiles ?? []) {
-      const rows = [['self %', 'self ms', 'function', 'where'], ...prof.top.slice(0, 12).map((h) => [`${h.selfPercent.toFixed(1)}%`, fmt(h.selfMs), h.fn, h.where])];
+      const rows = [['self %', 'self ms', 'function', 'where', 'mostly called from'], ...prof.top.slice(0, 15).map((h) => [`${h.selfPercent.toFixed(1)}%`, fmt(h.selfMs), h.fn, h.where, h.via ?? ''])];
       parts.push(`CPU profile of the ${prof.process} on ${p.name} (${fmt(prof.busyMs)} ms busy, ${fmt(prof.idleMs)} ms idle): top self time\n${table(rows)}`);
     }
   }

@@ -6,10 +6,11 @@ import { destination, pino } from 'pino';
 import { findRepoRoot } from '../lib/stack/stack';
 import { startPath, type RunningPath } from './paths';
 import { concurrency, fixedRun, latencyAt, mediaRun, searchRate, warmUp, type Say } from './phases';
+import { machineCpuMicros } from './proc';
 import { profilesOf, summariseProfile } from './profile';
 import { newPathReport, summaryText, targetChecks, type PathReport } from './report';
 import { loadSettings, SettingsError, type BenchSettings, type PathName } from './settings';
-import { stopAllSipp } from './sipp-load';
+import { closeSipp, stopAllSipp } from './sipp-load';
 import { rateChart } from './svg';
 
 /**
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
     if (interrupted) process.exit(130);
     interrupted = true;
     say('\ninterrupted: stopping every process started ...');
-    void Promise.all([stopAllSipp(), current?.stop()]).finally(() => process.exit(130));
+    void Promise.all([closeSipp(), current?.stop()]).finally(() => process.exit(130));
   });
 
   say(
@@ -85,6 +86,16 @@ async function main(): Promise<void> {
       `  cost: ${s.costCalls} calls at ${s.costRate}/s; concurrency: ${s.concurrencyMax} at ${s.concurrencyRate}/s (${s.concurrencyPaths.join(', ')}); media: ${s.mediaCalls} calls\n` +
       `  ${cores} cores, load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}; runtime files under ${relative(root, varDir)}`,
   );
+  // Shared machines drift: say how busy it is before we add anything.
+  const m0 = machineCpuMicros();
+  await new Promise((r) => setTimeout(r, 2000));
+  const m1 = machineCpuMicros();
+  const idleBusy = Math.round((100 * (m1.busy - m0.busy)) / ((m1.total - m0.total) / cores));
+  say(`  the machine is ${idleBusy}% busy (of ${cores * 100}%) before the benchmark starts${idleBusy > 30 ? ': other work is running, figures will be noisy' : ''}`);
+  notes.push(`machine ${idleBusy}% busy (of ${cores * 100}%) before the run; every step records the machine's total CPU beside ours`);
+  if (plan.includes('baseline')) {
+    notes.push(`the baseline's Kamailio runs with -m ${s.kamailioShmMb} (BENCH_KAMAILIO_SHM_MB); the chain's, started by Stack, with 256 MB, far more than its load needs`);
+  }
   const callers = Math.max(2, Math.ceil(s.rateMax / s.uacRate) + 1);
   let chainMax: number | undefined;
   for (const name of plan) {
@@ -129,8 +140,24 @@ async function main(): Promise<void> {
         rep.media = await mediaRun(path, s, work, say);
         lap('media measured');
       }
-      if (ph.has('concurrency') && s.concurrencyPaths.includes(name)) rep.concurrency = await concurrency(path, s, work, say, rep.rate?.maxNoFailedCallRate || undefined);
-      const dead = path.dead();
+      let last = path;
+      if (ph.has('concurrency') && s.concurrencyPaths.includes(name)) {
+        if (rep.rate || rep.cost || rep.latency.length || rep.media) {
+          // Memory per held call is RSS growth: in processes whose heaps the earlier phases grew,
+          // held calls fill free heap and look free. Fresh processes, warmed up, instead.
+          say(`  ${name.padEnd(14)} fresh processes for the concurrency phase`);
+          await stopAllSipp();
+          await path.stop();
+          current = undefined;
+          const fresh = join(varDir, 'fresh');
+          current = await startPath({ name, settings: s, varDir: fresh, logger, callers, limitSec: 4 * 3600 });
+          last = current;
+          await warmUp(last, s, join(fresh, name), say);
+        }
+        rep.concurrency = await concurrency(last, s, join(varDir, 'fresh', name), say, rep.rate?.maxNoFailedCallRate || undefined);
+        lap('concurrency measured');
+      }
+      const dead = last.dead();
       if (dead) rep.error = `${dead} died during the run`;
     } catch (err) {
       rep.error = (err as Error).message;

@@ -32,13 +32,21 @@ export interface SippProcess {
 }
 
 const running = new Set<SippProcess>();
+let closed = false;
 
-/** Stops every SIPp this module started that still runs (Ctrl-C, a failed phase). */
+/** Stops every SIPp this module started that still runs (a path done, a failed phase). */
 export async function stopAllSipp(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
 }
 
+/** Stops every SIPp and refuses to start another (Ctrl-C: a phase still running must not start new load). */
+export async function closeSipp(): Promise<void> {
+  closed = true;
+  await stopAllSipp();
+}
+
 function spawnSipp(args: readonly string[], workDir: string, limitSec: number): SippProcess {
+  if (closed) throw new Error('the benchmark is stopping: no new SIPp');
   mkdirSync(workDir, { recursive: true });
   const started = Date.now();
   const child = spawn('timeout', ['-k', '5', String(Math.ceil(limitSec)), 'sipp', ...args], { cwd: workDir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
