@@ -10,6 +10,7 @@ import {
   cancelRequest,
   createUac,
   destroyDialog,
+  isConnected,
   dialogRequest,
   modifyDialog,
   sendResponse,
@@ -401,6 +402,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     uac.once('destroy', () => {
       calleeGone = true;
     });
+    if (!isConnected(uac)) calleeGone = true;
     await this.#aLegQueue;
     const bTag = uac.sip.remoteTag;
     const bIdentity = withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`);
@@ -456,6 +458,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (calleeGone) {
       this.log.info('the callee hung up while the caller was being answered');
       void this.#endBridge(bLeg, 'callee');
+    } else if (!isConnected(uas)) {
+      // The caller's BYE came with (or right after) its ACK, before 'destroy' had a listener.
+      this.log.info({ side: 'caller' }, 'the caller hung up as the call was answered');
+      void this.#endBridge(aLeg, 'caller');
     }
   }
 

@@ -96,3 +96,13 @@ export function withoutTag(headerValue: string): string {
   const tail = close >= 0 ? headerValue.slice(close + 1) : headerValue;
   return head + tail.replace(/;\s*tag=[^;\s,]*/i, '');
 }
+
+/**
+ * False once drachtio-srf has seen the dialog end (a BYE received or sent). Its 'destroy' event
+ * fires only once, possibly before a listener could be attached (a BYE read in the same chunk as
+ * the ACK that confirmed the dialog), so callers check this after attaching.
+ */
+export function isConnected(dialog: SrfDialog): boolean {
+  // `connected` is set by drachtio-srf's Dialog at runtime but missing from its typings.
+  return (dialog as unknown as { connected?: boolean }).connected !== false;
+}
