@@ -9,12 +9,12 @@
 // authenticate every INVITE (bench/sipp-load.ts).
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { StackConfig } from '../lib/config/stack-config';
 import { ExtensionStore, generatePassword } from '../lib/extensions';
-import { defaultKamailioConfig, startKamailio } from '../lib/stack/kamailio';
+import { startKamailio } from '../lib/stack/kamailio';
 import type { NativeProcess } from '../lib/stack/native-process';
 import { Stack } from '../lib/stack/stack';
 import { cpuMicros, freePorts, reapedChildrenCpuMicros, rssKb, treeCpuMicros } from './proc';
@@ -26,10 +26,7 @@ export const PHONE_IP = '127.0.0.1';
 export const ENGINE_IP = '127.0.0.2';
 const DOMAIN = PHONE_IP;
 
-/**
- * The define that would make the project's kamailio.cfg route phone -> phone for the baseline
- * (proposed; until the cfg has it, baselineKamailioConfig() patches a copy).
- */
+/** The kamailio.cfg define that routes phone -> phone (the baseline): no engine, no B2BUA. */
 export const DIRECT_CALLS_DEFINE = 'WITH_DIRECT_CALLS';
 
 /** What went wrong in the processes' own logs, counted (Kamailio errors, B2BUA warnings and errors). */
@@ -61,23 +58,13 @@ export interface RunningPath {
   events(): LogEvents;
   /** A process of the path that is no longer running, if any. */
   dead(): string | undefined;
-  /** The open-file limit RTPEngine runs with (its sockets bound how many calls it anchors). */
+  /** The open-file limit each RTPEngine runs with (its sockets bound how many calls it anchors). */
   rtpengineFileLimit(): number | undefined;
-  /** File descriptors a process has open now. */
+  /** RTPEngine processes running (0 without media). */
+  rtpengineInstances(): number;
+  /** File descriptors a process has open now (every RTPEngine summed). */
   openFiles(name: 'kamailio' | 'rtpengine' | 'engine' | 'b2bua'): number | undefined;
   stop(): Promise<void>;
-}
-
-/** kamailio/kamailio.cfg made to route phone -> phone: with the define when the cfg has it, else patched. */
-export function baselineKamailioConfig(): string {
-  const cfg = readFileSync(defaultKamailioConfig(), 'utf8');
-  if (cfg.includes(DIRECT_CALLS_DEFINE)) return `#!define ${DIRECT_CALLS_DEFINE}\n${cfg}`;
-  // route[TO_ENGINE] record-routes the INVITE, then sends it to ENGINE_URI. Returning right after
-  // record_route() lets route(LOCATION) relay it to the callee's registered Contact, as it does for
-  // the B leg the engine sends: Kamailio does exactly its chain work once, and stays in the dialog.
-  const patched = cfg.replace(/(route\[TO_ENGINE\]\s*\{[\s\S]*?record_route\(\);)/, '$1\n\t# bench baseline: to the callee directly, not to the engine\n\treturn;');
-  if (patched === cfg) throw new Error('cannot derive the baseline from kamailio/kamailio.cfg: route[TO_ENGINE] with record_route() not found');
-  return patched;
 }
 
 function lineWatcher(): { events: LogEvents; kamailio: (l: string) => void; b2bua: (l: string) => void } {
@@ -142,6 +129,8 @@ export interface StartPathOptions {
   readonly callers: number;
   /** Seconds the UASes may live (they are stopped with the path). */
   readonly limitSec: number;
+  /** RTPEngine processes of a chain with media (default 1; the concurrency phase runs several). */
+  readonly rtpengines?: number;
   /** Directory for V8 CPU profiles of the engine and the B2BUA (node --cpu-prof), if wanted. */
   readonly profileDir?: string;
 }
@@ -165,14 +154,15 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
     await kamailio?.stop();
   };
   try {
-    const [sipPort, engineSipPort, wirePort, statusPort, ngPort, operatorPort] = (await freePorts(6, SIP_PORT_LOW, SIP_PORT_HIGH)) as [number, number, number, number, number, number];
+    const rtpengines = o.name === 'baseline' || o.name === 'chain-nomedia' ? 1 : (o.rtpengines ?? 1);
+    const [sipPort, engineSipPort, wirePort, statusPort, ngPort, operatorPort, ...extraNgPorts] = (await freePorts(5 + rtpengines, SIP_PORT_LOW, SIP_PORT_HIGH)) as [number, number, number, number, number, number, ...number[]];
     const readToken = randomBytes(16).toString('hex');
     if (o.name === 'baseline') {
-      const cfgFile = join(dir, 'kamailio-baseline.cfg');
-      writeFileSync(cfgFile, baselineKamailioConfig());
-      // The options Stack gives Kamailio (lib/stack/stack.ts) but the config and the shared memory.
+      // The project's kamailio.cfg with the options Stack gives it, plus WITH_DIRECT_CALLS: after
+      // auth and record-route, an initial INVITE goes to the callee's registered Contact as a B leg
+      // from the engine does, so Kamailio does exactly its chain work once.
       kamailio = await startKamailio({
-        configFile: cfgFile,
+        defines: [DIRECT_CALLS_DEFINE],
         sharedMemoryMb: settings.kamailioShmMb,
         listen: { address: PHONE_IP, port: sipPort },
         engine: { address: ENGINE_IP, port: engineSipPort },
@@ -189,7 +179,9 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
       const config: StackConfig = {
         sip: { address: PHONE_IP, port: sipPort, advertised: undefined, domain: DOMAIN },
         engine: { sipAddress: ENGINE_IP, sipPort: engineSipPort, wireAddress: '127.0.0.1', wirePort, statusPort },
-        rtpengine: { ngPort, portMin: settings.rtpPortMin, portMax: settings.rtpPortMax, mediaAddress: PHONE_IP },
+        rtpengine: { ngPort, ngPorts: [ngPort, ...extraNgPorts], portMin: settings.rtpPortMin, portMax: settings.rtpPortMax, mediaAddress: PHONE_IP, instances: rtpengines, logLevel: 5 },
+        // The same Kamailio as the baseline's, but for the cfg's route to the engine.
+        kamailio: { sharedMemoryMb: settings.kamailioShmMb },
         media,
         varDir: dir,
         // One source address offers all the load: pike would ban it (npm start has it on by default).
@@ -252,6 +244,7 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
     const pidOf = (name: 'kamailio' | 'rtpengine' | 'engine' | 'b2bua'): number | undefined =>
       name === 'kamailio' && kamailio ? kamailio.pid : stack?.process(name)?.pid;
     const names = ['kamailio', 'rtpengine', 'engine', 'b2bua'] as const;
+    const rtpenginePids = (): number[] => (stack ? stack.rtpengines().map((p) => p.pid) : []);
     const sippRoots = uases.map((u) => u.process.pid);
     return {
       name: o.name,
@@ -266,7 +259,7 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
           const pid = pidOf(n);
           if (pid === undefined) continue;
           try {
-            out[n] = n === 'kamailio' ? treeCpuMicros(pid) : cpuMicros(pid);
+            out[n] = n === 'kamailio' ? treeCpuMicros(pid) : n === 'rtpengine' ? rtpenginePids().reduce((a, p) => a + cpuMicros(p), 0) : cpuMicros(pid);
           } catch {
             // it ended; dead() says so
           }
@@ -281,7 +274,7 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
           const pid = pidOf(n);
           if (pid === undefined) continue;
           try {
-            out[n] = rssKb(pid);
+            out[n] = n === 'rtpengine' ? rtpenginePids().reduce((a, p) => a + rssKb(p), 0) : rssKb(pid);
           } catch {
             // ended
           }
@@ -319,11 +312,12 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
         return undefined;
       },
       rtpengineFileLimit: () => fileLimit(stack?.process('rtpengine')?.pid),
+      rtpengineInstances: () => (stack ? stack.rtpengines().length : 0),
       openFiles(name) {
         const pid = pidOf(name);
         if (pid === undefined) return undefined;
         try {
-          return readdirSync(`/proc/${pid}/fd`).length;
+          return (name === 'rtpengine' ? rtpenginePids() : [pid]).reduce((a, p) => a + readdirSync(`/proc/${p}/fd`).length, 0);
         } catch {
           return undefined;
         }

@@ -402,12 +402,17 @@ export async function concurrency(path: RunningPath, s: BenchSettings, workDir: 
   if (path.name !== 'chain-nomedia' && path.name !== 'baseline') {
     // RTPEngine holds 4 sockets per anchored call (RTP and RTCP, both sides); its open-file limit
     // bounds the calls one RTPEngine anchors, and so does the RTP port range.
+    // Several RTPEngines (BENCH_CONCURRENCY_RTPENGINES) each have the limit and a share of the range.
     const files = path.rtpengineFileLimit();
-    const byFiles = files !== undefined ? Math.floor((files - 200) / 4) : Number.POSITIVE_INFINITY;
-    const byPorts = Math.floor((s.rtpPortMax - s.rtpPortMin + 1) / 4) - 50;
+    const instances = Math.max(1, path.rtpengineInstances());
+    const byFiles = files !== undefined ? instances * Math.floor((files - 200) / 4) : Number.POSITIVE_INFINITY;
+    const byPorts = instances * (Math.floor((s.rtpPortMax - s.rtpPortMin + 1) / instances / 4) - 20);
     if (byFiles < target || byPorts < target) {
       target = Math.min(byFiles, byPorts);
-      cappedBy = byFiles <= byPorts ? `RTPEngine's open-file limit (${files}; 4 sockets per call)` : `the RTP port range ${s.rtpPortMin}-${s.rtpPortMax} (4 ports per call)`;
+      cappedBy =
+        byFiles <= byPorts
+          ? `RTPEngine's open-file limit (${files} per process, ${instances} process(es); 4 sockets per call)`
+          : `the RTP port range ${s.rtpPortMin}-${s.rtpPortMax} (4 ports per call)`;
     }
   }
   const rate = Math.max(1, Math.min(s.concurrencyRate, target, maxRate ? Math.floor(maxRate / 2) : Number.POSITIVE_INFINITY));

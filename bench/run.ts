@@ -93,9 +93,8 @@ async function main(): Promise<void> {
   const idleBusy = Math.round((100 * (m1.busy - m0.busy)) / ((m1.total - m0.total) / cores));
   say(`  the machine is ${idleBusy}% busy (of ${cores * 100}%) before the benchmark starts${idleBusy > 30 ? ': other work is running, figures will be noisy' : ''}`);
   notes.push(`machine ${idleBusy}% busy (of ${cores * 100}%) before the run; every step records the machine's total CPU beside ours`);
-  if (plan.includes('baseline')) {
-    notes.push(`the baseline's Kamailio runs with -m ${s.kamailioShmMb} (BENCH_KAMAILIO_SHM_MB); the chain's, started by Stack, with 256 MB, far more than its load needs`);
-  }
+  notes.push(`every Kamailio (baseline and chains) runs with -m ${s.kamailioShmMb} (BENCH_KAMAILIO_SHM_MB)`);
+  if (s.phases.has('concurrency')) notes.push(`the full chain's concurrency phase runs ${s.concurrencyRtpengines} RTPEngine(s) (BENCH_CONCURRENCY_RTPENGINES) over ports ${s.rtpPortMin}-${s.rtpPortMax}`);
   const callers = Math.max(2, Math.ceil(s.rateMax / s.uacRate) + 1);
   let chainMax: number | undefined;
   for (const name of plan) {
@@ -108,7 +107,10 @@ async function main(): Promise<void> {
     const lap = (what: string): void => logger.info({ path: name, seconds: (Date.now() - pathStarted) / 1000 }, what);
     let pids: { engine?: number; b2bua?: number } = {};
     try {
-      current = await startPath({ name, settings: s, varDir, logger, callers, limitSec: 4 * 3600, profileDir });
+      // A path measured only for concurrency starts with that phase's RTPEngines straight away.
+      const onlyConcurrency = !(['baseline', 'chain', 'cost', 'latency'] as const).some((p) => s.phases.has(p)) && !(name === 'chain' && s.phases.has('media'));
+      const concurrencyRtpengines = s.concurrencyRtpengines;
+      current = await startPath({ name, settings: s, varDir, logger, callers, limitSec: 4 * 3600, profileDir, rtpengines: onlyConcurrency ? concurrencyRtpengines : 1 });
       const path = current;
       pids = { engine: path.pid('engine'), b2bua: path.pid('b2bua') };
       lap('started');
@@ -142,7 +144,7 @@ async function main(): Promise<void> {
       }
       let last = path;
       if (ph.has('concurrency') && s.concurrencyPaths.includes(name)) {
-        if (rep.rate || rep.cost || rep.latency.length || rep.media) {
+        if (rep.rate || rep.cost || rep.latency.length || rep.media || (!onlyConcurrency && concurrencyRtpengines !== 1 && name === 'chain')) {
           // Memory per held call is RSS growth: in processes whose heaps the earlier phases grew,
           // held calls fill free heap and look free. Fresh processes, warmed up, instead.
           say(`  ${name.padEnd(14)} fresh processes for the concurrency phase`);
@@ -150,7 +152,7 @@ async function main(): Promise<void> {
           await path.stop();
           current = undefined;
           const fresh = join(varDir, 'fresh');
-          current = await startPath({ name, settings: s, varDir: fresh, logger, callers, limitSec: 4 * 3600 });
+          current = await startPath({ name, settings: s, varDir: fresh, logger, callers, limitSec: 4 * 3600, rtpengines: concurrencyRtpengines });
           last = current;
           await warmUp(last, s, join(fresh, name), say);
         }

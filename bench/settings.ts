@@ -39,6 +39,8 @@ export interface BenchSettings {
   /** Extra latency rates (calls/s) besides the cost rate and half the chain's maximum. */
   readonly latencyRates: readonly number[];
   readonly concurrencyMax: number;
+  /** RTPEngine processes of the full chain in the concurrency phase (each holds ~4,900 calls under a 20,000 open-file limit). */
+  readonly concurrencyRtpengines: number;
   /** Ramp rate; lowered to half the path's zero-failure rate when this run measured it. */
   readonly concurrencyRate: number;
   /** Seconds every call stays up after the last one is set up (RSS is read on this plateau). */
@@ -125,8 +127,10 @@ export function loadSettings(env: Env): BenchSettings {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
   const phases = new Set<Phase>(list(env, 'BENCH_PHASES', PHASES, PHASES.filter((p) => p !== 'drachtio')));
   if (env.DRACHTIO_HOST && env.BENCH_PHASES === undefined) phases.add('drachtio');
-  const rtpPortMin = num(env, 'BENCH_RTP_PORT_MIN', 35000, 1024, 65000);
-  const rtpPortMax = num(env, 'BENCH_RTP_PORT_MAX', 59999, rtpPortMin + 100, 65535);
+  // 10,000 anchored calls need 40,000 media ports (RTP and RTCP on both sides), below the SIP
+  // ports the bench picks (61000 and up).
+  const rtpPortMin = num(env, 'BENCH_RTP_PORT_MIN', 20000, 1024, 65000);
+  const rtpPortMax = num(env, 'BENCH_RTP_PORT_MAX', 60999, rtpPortMin + 100, 65535);
   const concurrencyPaths = variants(env, 'BENCH_CONCURRENCY_PATHS', ['nomedia', 'full']);
   return {
     quick,
@@ -146,6 +150,7 @@ export function loadSettings(env: Env): BenchSettings {
     latencySeconds: num(env, 'BENCH_LATENCY_SECONDS', quick ? 3 : 20, 1, 600),
     latencyRates: rates(env, 'BENCH_LATENCY_RATES'),
     concurrencyMax: num(env, 'BENCH_CONCURRENCY_MAX', quick ? 200 : 10_000, 1, 1_000_000),
+    concurrencyRtpengines: num(env, 'BENCH_CONCURRENCY_RTPENGINES', quick ? 1 : 3, 1, 16),
     concurrencyRate: num(env, 'BENCH_CONCURRENCY_RATE', quick ? 100 : 200, 1, 10_000),
     concurrencyPaths,
     concurrencyPlateau: num(env, 'BENCH_CONCURRENCY_PLATEAU', quick ? 4 : 15, 1, 3600),

@@ -39,6 +39,11 @@ export interface KamailioOptions {
   logger: Logger;
   /** Kamailio's debug level, -1 (alert) to 3 (debug); default 2 (info). */
   debugLevel?: number;
+  /**
+   * Extra boolean defines (-A NAME) the config tests with #!ifdef, e.g. ["WITH_DIRECT_CALLS"] for
+   * the benchmark baseline. Names only: valued defines have their own options above.
+   */
+  defines?: readonly string[];
   /** Append Kamailio's output to this file as well. */
   logFile?: string;
   /** How long start-up may take (default 15 s). */
@@ -132,6 +137,10 @@ export function kamailioArgs(opts: KamailioOptions): string[] {
   if (opts.debugLevel !== undefined) {
     checkInteger('debugLevel', opts.debugLevel, -5, 5);
     args.push('-A', `DEBUG_LEVEL=${opts.debugLevel}`);
+  }
+  for (const name of opts.defines ?? []) {
+    if (!/^[A-Z][A-Z0-9_]{0,63}$/.test(name)) throw new KamailioOptionsError(`defines: "${name}" is not a define name (A-Z, 0-9, _)`);
+    args.push('-A', name);
   }
   return args;
 }

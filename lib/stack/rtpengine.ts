@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import { NativeProcess } from './native-process';
 
 export interface RtpEngineOptions {
+  /** The process name in logs and errors (default "rtpengine"; "rtpengine-2" for a second instance). */
+  name?: string;
   /** The executable (default "rtpengine" from PATH). */
   binary?: string;
   /** Where media is relayed; `advertise` is written into SDP instead of `address` (NAT). */
@@ -75,7 +77,7 @@ export async function startRtpEngine(opts: RtpEngineOptions): Promise<NativeProc
   let proc: NativeProcess;
   try {
     proc = await NativeProcess.start({
-      name: 'rtpengine',
+      name: opts.name ?? 'rtpengine',
       command: opts.binary ?? 'rtpengine',
       args: rtpEngineArgs(opts),
       logger: opts.logger,
@@ -93,7 +95,7 @@ export async function startRtpEngine(opts: RtpEngineOptions): Promise<NativeProc
     throw err;
   }
   void proc.exited.then(removePidFile);
-  opts.logger.info({ proc: 'rtpengine', pid: proc.pid, ng: `${opts.ng.address}:${opts.ng.port}`, media: opts.interface.address }, 'rtpengine ready');
+  opts.logger.info({ proc: opts.name ?? 'rtpengine', pid: proc.pid, ng: `${opts.ng.address}:${opts.ng.port}`, media: opts.interface.address }, 'rtpengine ready');
   return proc;
 }
 

@@ -31,7 +31,36 @@ export interface StackOptions {
   readonly appDir?: string;
 }
 
-type ChildName = 'kamailio' | 'rtpengine' | 'engine' | 'b2bua';
+/** 'rtpengine' is the first RTPEngine; further instances are 'rtpengine-2', 'rtpengine-3', ... */
+type ChildName = 'kamailio' | 'rtpengine' | `rtpengine-${number}` | 'engine' | 'b2bua';
+
+export interface RtpEngineInstance {
+  readonly name: 'rtpengine' | `rtpengine-${number}`;
+  readonly ngPort: number;
+  readonly portMin: number;
+  readonly portMax: number;
+}
+
+/**
+ * The RTPEngine processes a config asks for: NG ports ngPorts (or ngPort, ngPort+1, ...), and the
+ * media port range cut into equal even-aligned shares, so no two instances ever bind one port.
+ */
+export function rtpEngineInstances(config: StackConfig): RtpEngineInstance[] {
+  const { ngPort, ngPorts, portMin, portMax } = config.rtpengine;
+  const n = config.rtpengine.instances ?? 1;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`rtpengine.instances must be a positive integer, got ${n}`);
+  if (ngPorts !== undefined && ngPorts.length !== n) throw new RangeError(`rtpengine.ngPorts lists ${ngPorts.length} ports for ${n} instances`);
+  // RTP on even ports, RTCP on the next odd one: every share starts even and holds whole pairs.
+  const first = portMin % 2 === 0 ? portMin : portMin + 1;
+  const share = Math.floor((portMax - first + 1) / n / 2) * 2;
+  if (share < 16) throw new RangeError(`rtpengine: ${n} instances leave ${share} ports each in ${portMin}-${portMax}; at least 16 are needed`);
+  return Array.from({ length: n }, (_, i) => ({
+    name: i === 0 ? 'rtpengine' : (`rtpengine-${i + 1}` as const),
+    ngPort: ngPorts?.[i] ?? ngPort + i,
+    portMin: first + i * share,
+    portMax: first + (i + 1) * share - 1,
+  }));
+}
 
 interface Child {
   readonly name: ChildName;
@@ -83,6 +112,11 @@ export class Stack {
     return this.#children.find((c) => c.name === name)?.proc;
   }
 
+  /** Every RTPEngine process (one per instance), in instance order. */
+  rtpengines(): NativeProcess[] {
+    return this.#children.filter((c) => c.name === 'rtpengine' || c.name.startsWith('rtpengine-')).flatMap((c) => (c.proc ? [c.proc] : []));
+  }
+
   pids(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const c of this.#children) if (c.proc?.running) out[c.name] = c.proc.pid;
@@ -109,23 +143,29 @@ export class Stack {
             domain: config.sip.domain,
             runDir: join(run, 'kamailio'),
             antiflood: config.antiflood ?? false,
+            sharedMemoryMb: config.kamailio?.sharedMemoryMb,
+            children: config.kamailio?.children,
+            debugLevel: config.kamailio?.debugLevel,
             logger: log('kamailio'),
             logFile: join(logs, 'kamailio.log'),
           }),
       },
     ];
-    if (config.media === 'rtpengine') {
+    const rtpengines = config.media === 'rtpengine' ? rtpEngineInstances(config) : [];
+    for (const r of rtpengines) {
       children.push({
-        name: 'rtpengine',
+        name: r.name,
         launch: () =>
           startRtpEngine({
+            name: r.name,
             interface: { address: config.rtpengine.mediaAddress, advertise: config.sip.advertised },
-            ng: { address: '127.0.0.1', port: config.rtpengine.ngPort },
-            portMin: config.rtpengine.portMin,
-            portMax: config.rtpengine.portMax,
-            pidFile: join(run, 'rtpengine.pid'),
-            logger: log('rtpengine'),
-            logFile: join(logs, 'rtpengine.log'),
+            ng: { address: '127.0.0.1', port: r.ngPort },
+            portMin: r.portMin,
+            portMax: r.portMax,
+            logLevel: config.rtpengine.logLevel ?? 5,
+            pidFile: join(run, `${r.name}.pid`),
+            logger: log(r.name),
+            logFile: join(logs, `${r.name}.log`),
           }),
       });
     }
@@ -172,7 +212,7 @@ export class Stack {
             DRACHTIO_SECRET: secret,
             KAMAILIO_SIP_URI: `sip:${config.sip.address}:${config.sip.port}`,
             MEDIA: config.media,
-            RTPENGINE_NG: `127.0.0.1:${config.rtpengine.ngPort}`,
+            RTPENGINE_NG: rtpengines.map((r) => `127.0.0.1:${r.ngPort}`).join(',') || `127.0.0.1:${config.rtpengine.ngPort}`,
           },
           logger: log('b2bua'),
           logFile: join(logs, 'b2bua.log'),

@@ -122,6 +122,8 @@ t.test('kamailioArgs builds the documented command line', async (tt) => {
     '-A', 'ENGINE_URI="sip:10.0.0.6:5080;transport=tcp"', '-A', 'SIP_DOMAIN="pbx.example.com"',
     '-A', 'WITH_ANTIFLOOD', '-A', 'PIKE_DENSITY=32', '-A', 'CHILDREN=3',
   ]);
+  tt.same(kamailioArgs({ ...base, defines: ['WITH_DIRECT_CALLS'] }).slice(-2), ['-A', 'WITH_DIRECT_CALLS'], 'a boolean define goes last');
+  tt.throws(() => kamailioArgs({ ...base, defines: ['X=1'] }), { code: 'E_KAMAILIO_OPTIONS' }, 'a define with a value is refused');
   tt.throws(() => kamailioArgs({ ...base, domain: 'a"b' }), { code: 'E_KAMAILIO_OPTIONS' }, 'a quote in a string define is refused');
   tt.throws(() => kamailioArgs({ ...base, listen: { address: '10.0.0.5', port: 70000 } }), { code: 'E_KAMAILIO_OPTIONS' }, 'a bad port is refused');
 });
