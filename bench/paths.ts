@@ -176,9 +176,14 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
       kamailio.on('line', watch.kamailio);
     } else {
       const media = o.name === 'chain-nomedia' ? 'off' : 'rtpengine';
+      // chain-drachtio: the same chain, on the drachtio server DRACHTIO_HOST/PORT/SECRET/SIP names.
+      const external = o.name === 'chain-drachtio' ? settings.drachtio : undefined;
+      if (o.name === 'chain-drachtio' && !external) throw new Error('chain-drachtio needs DRACHTIO_HOST, DRACHTIO_PORT, DRACHTIO_SECRET and DRACHTIO_SIP');
       const config: StackConfig = {
         sip: { address: PHONE_IP, port: sipPort, advertised: undefined, domain: DOMAIN },
-        engine: { sipAddress: ENGINE_IP, sipPort: engineSipPort, wireAddress: '127.0.0.1', wirePort, statusPort },
+        engine: external
+          ? { sipAddress: external.sip.address, sipPort: external.sip.port, wireAddress: external.host, wirePort: external.port, statusPort }
+          : { sipAddress: ENGINE_IP, sipPort: engineSipPort, wireAddress: '127.0.0.1', wirePort, statusPort },
         rtpengine: { ngPort, ngPorts: [ngPort, ...extraNgPorts], portMin: settings.rtpPortMin, portMax: settings.rtpPortMax, mediaAddress: PHONE_IP, instances: rtpengines, logLevel: 5 },
         // The same Kamailio as the baseline's, but for the cfg's route to the engine.
         kamailio: { sharedMemoryMb: settings.kamailioShmMb },
@@ -198,7 +203,8 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
       try {
         stack = await Stack.start({
           config,
-          secret: randomBytes(12).toString('hex'),
+          secret: external?.secret ?? randomBytes(12).toString('hex'),
+          externalEngine: external !== undefined,
           logger: o.logger,
           supervise: false,
           b2buaEnv: {
@@ -284,7 +290,8 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
       async held() {
         if (!stack) return undefined;
         const [engine, b2bua] = await Promise.all([
-          fetch(`http://127.0.0.1:${statusPort}/status`).then((r) => r.json() as Promise<{ dialogs?: number }>),
+          // An external drachtio server's dialogs are not known here.
+          o.name === 'chain-drachtio' ? Promise.resolve({ dialogs: undefined }) : fetch(`http://127.0.0.1:${statusPort}/status`).then((r) => r.json() as Promise<{ dialogs?: number }>),
           fetch(`http://127.0.0.1:${operatorPort}/api/status`, { headers: { authorization: `Bearer ${readToken}` } }).then((r) => r.json() as Promise<{ sessions?: number }>),
         ]);
         return { engineDialogs: Number(engine.dialogs ?? NaN), sessions: Number(b2bua.sessions ?? NaN) };

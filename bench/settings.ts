@@ -5,7 +5,7 @@ export const PHASES = ['baseline', 'chain', 'cost', 'latency', 'concurrency', 'm
 export type Phase = (typeof PHASES)[number];
 
 /** The paths the benchmark compares: phone -> Kamailio -> phone, and the full chain three ways. */
-export const PATH_NAMES = ['baseline', 'chain', 'chain-nolog', 'chain-nomedia'] as const;
+export const PATH_NAMES = ['baseline', 'chain', 'chain-nolog', 'chain-nomedia', 'chain-drachtio'] as const;
 export type PathName = (typeof PATH_NAMES)[number];
 
 export const PATH_TITLES: Record<PathName, string> = {
@@ -13,7 +13,18 @@ export const PATH_TITLES: Record<PathName, string> = {
   chain: 'full chain: engine + B2BUA + RTPEngine + call log',
   'chain-nolog': 'full chain, CALL_LOG=off',
   'chain-nomedia': 'full chain, MEDIA=off (call log on)',
+  'chain-drachtio': 'full chain on an external drachtio server (DRACHTIO_HOST) instead of the engine',
 };
+
+/** An external drachtio server for the chain-drachtio path (phase `drachtio`). */
+export interface ExternalDrachtio {
+  /** Its wire (control) address, where the B2BUA connects. */
+  readonly host: string;
+  readonly port: number;
+  readonly secret: string;
+  /** Its SIP address: Kamailio sends phones' INVITEs there and trusts B legs from there only. */
+  readonly sip: { readonly address: string; readonly port: number };
+}
 
 export interface BenchSettings {
   readonly quick: boolean;
@@ -58,6 +69,8 @@ export interface BenchSettings {
   readonly rtpPortMax: number;
   /** Write V8 CPU profiles of the engine and the B2BUA (node --cpu-prof) for these paths. */
   readonly profilePaths: readonly PathName[];
+  /** Set from DRACHTIO_HOST, DRACHTIO_PORT, DRACHTIO_SECRET and DRACHTIO_SIP. */
+  readonly drachtio: ExternalDrachtio | undefined;
   /** Calls at the start of each path, not measured: JIT warm-up, first SQLite pages, Kamailio's caches. */
   readonly warmupCalls: number;
   /** Extra B2BUA settings for experiments (BENCH_B2BUA_ENV="UDP_RECV_BUFSIZE=4194304,LOG_LEVEL=warn"). */
@@ -123,6 +136,25 @@ function variants(env: Env, name: string, fallback: readonly string[]): PathName
   return list(env, name, Object.keys(VARIANTS), fallback).map((v) => VARIANTS[v] as PathName);
 }
 
+function externalDrachtio(env: Env, wanted: boolean): ExternalDrachtio | undefined {
+  const host = env.DRACHTIO_HOST?.trim();
+  if (!host) {
+    if (wanted) throw new SettingsError('BENCH_PHASES has drachtio: set DRACHTIO_HOST, DRACHTIO_PORT, DRACHTIO_SECRET and DRACHTIO_SIP (its SIP address host:port)');
+    return undefined;
+  }
+  if (!/^[A-Za-z0-9.-]+$/.test(host)) throw new SettingsError(`DRACHTIO_HOST: ${JSON.stringify(host)} is not a host name or IPv4 address`);
+  const port = num(env, 'DRACHTIO_PORT', 9022, 1, 65535);
+  const secret = env.DRACHTIO_SECRET;
+  if (!secret) throw new SettingsError('DRACHTIO_SECRET: the external drachtio server\'s shared secret is required with DRACHTIO_HOST');
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(env.DRACHTIO_SIP?.trim() ?? '');
+  const sipPort = m ? Number(m[2]) : 0;
+  if (!m || sipPort < 1 || sipPort > 65535) {
+    throw new SettingsError(`DRACHTIO_SIP: expected the drachtio server's SIP address as IPv4:port (Kamailio sends INVITEs there and trusts only it), got ${JSON.stringify(env.DRACHTIO_SIP ?? '')}`);
+  }
+  if (m[1] === '127.0.0.1') throw new SettingsError('DRACHTIO_SIP: 127.0.0.1 is the phones\' address; Kamailio trusts the drachtio server by its address, so give it another (e.g. 127.0.0.2)');
+  return { host, port, secret, sip: { address: m[1] as string, port: sipPort } };
+}
+
 export function loadSettings(env: Env): BenchSettings {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
   const phases = new Set<Phase>(list(env, 'BENCH_PHASES', PHASES, PHASES.filter((p) => p !== 'drachtio')));
@@ -132,6 +164,7 @@ export function loadSettings(env: Env): BenchSettings {
   const rtpPortMin = num(env, 'BENCH_RTP_PORT_MIN', 20000, 1024, 65000);
   const rtpPortMax = num(env, 'BENCH_RTP_PORT_MAX', 60999, rtpPortMin + 100, 65535);
   const concurrencyPaths = variants(env, 'BENCH_CONCURRENCY_PATHS', ['nomedia', 'full']);
+  const drachtio = externalDrachtio(env, phases.has('drachtio'));
   return {
     quick,
     phases,
@@ -160,6 +193,7 @@ export function loadSettings(env: Env): BenchSettings {
     rtpPortMin,
     rtpPortMax,
     profilePaths: variants(env, 'BENCH_CPU_PROFILE', []),
+    drachtio,
     warmupCalls: num(env, 'BENCH_WARMUP_CALLS', quick ? 50 : 500, 0, 100_000),
     b2buaEnv: keyValues(env, 'BENCH_B2BUA_ENV'),
     logLevel: env.BENCH_LOG ?? 'warn',

@@ -27,6 +27,13 @@ export interface StackOptions {
   readonly echoB2bua?: NodeJS.WritableStream;
   /** Restart a child that dies (default true); tests turn it off to see failures. */
   readonly supervise?: boolean;
+  /**
+   * The B2BUA uses a drachtio server started elsewhere (a real drachtio-server, or the engine run
+   * by hand): no engine child, and no capture URL (a drachtio-server has no capture endpoint).
+   * config.engine then says where it is: its SIP address (Kamailio's ENGINE_URI and the one
+   * address Kamailio trusts) and its wire address; `secret` must be its shared secret.
+   */
+  readonly externalEngine?: boolean;
   /** Directory of the compiled entry points (default <repo>/dist/app). */
   readonly appDir?: string;
 }
@@ -169,30 +176,32 @@ export class Stack {
           }),
       });
     }
-    children.push({
-      name: 'engine',
-      launch: () =>
-        NativeProcess.start({
-          name: 'engine',
-          command: process.execPath,
-          args: [
-            join(appDir, 'engine.js'),
-            '--contact', `sip:${config.engine.sipAddress}:${config.engine.sipPort};transport=udp,tcp`,
-            '--address', config.engine.wireAddress,
-            '--port', String(config.engine.wirePort),
-            '--loglevel', 'info',
-            '--prometheus-scrape-port', `127.0.0.1:${config.engine.statusPort}`,
-            '--capture',
-            '--capture-max-calls', '5000',
-            ...(this.#opts.engineArgs ?? []),
-          ],
-          // The secret goes by environment, not argv, so `ps` does not show it.
-          env: { ...process.env, DRACHTIO_SECRET: secret },
-          logger: log('engine'),
-          logFile: join(logs, 'engine.log'),
-          ready: (p) => waitForLine(p, (l) => l.includes('"engine ready"')).then(() => undefined),
-        }),
-    });
+    if (this.#opts.externalEngine !== true) {
+      children.push({
+        name: 'engine',
+        launch: () =>
+          NativeProcess.start({
+            name: 'engine',
+            command: process.execPath,
+            args: [
+              join(appDir, 'engine.js'),
+              '--contact', `sip:${config.engine.sipAddress}:${config.engine.sipPort};transport=udp,tcp`,
+              '--address', config.engine.wireAddress,
+              '--port', String(config.engine.wirePort),
+              '--loglevel', 'info',
+              '--prometheus-scrape-port', `127.0.0.1:${config.engine.statusPort}`,
+              '--capture',
+              '--capture-max-calls', '5000',
+              ...(this.#opts.engineArgs ?? []),
+            ],
+            // The secret goes by environment, not argv, so `ps` does not show it.
+            env: { ...process.env, DRACHTIO_SECRET: secret },
+            logger: log('engine'),
+            logFile: join(logs, 'engine.log'),
+            ready: (p) => waitForLine(p, (l) => l.includes('"engine ready"')).then(() => undefined),
+          }),
+      });
+    }
     children.push({
       name: 'b2bua',
       launch: () =>
@@ -204,7 +213,7 @@ export class Stack {
             PATH: process.env.PATH ?? '/usr/bin:/bin',
             // The call log beside the other runtime files, and the ladders from the engine's capture.
             CALL_LOG_PATH: join(config.varDir, 'calls.db'),
-            ENGINE_CAPTURE_URL: `http://127.0.0.1:${config.engine.statusPort}`,
+            ...(this.#opts.externalEngine === true ? {} : { ENGINE_CAPTURE_URL: `http://127.0.0.1:${config.engine.statusPort}` }),
             ...this.#opts.b2buaEnv,
             ENV_FILE: '/dev/null',
             DRACHTIO_HOST: config.engine.wireAddress,
