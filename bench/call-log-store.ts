@@ -7,7 +7,8 @@
  *                                     [--writes 20000] [--concurrency 16] [--samples 200]
  *
  * Per store: insert rate (each write the first of a call) and update rate (a state change of an
- * existing call), `--writes` of each with `--concurrency` in flight (what a busy B2BUA does), into
+ * existing call), `--writes` of each with `--concurrency` in flight, and the rate of write()
+ * batches of 50 records (what the B2BUA's call-log writer sends, one at a time), into
  * the empty log; a fill to `--rows` calls (1000 extensions, 30 days, ~60% answered) in bulk
  * transactions, timed (for PostgreSQL with the VACUUM ANALYZE autovacuum would do); each list
  * query `--samples` times with random parameters: p50/p95/p99 milliseconds; the write rates
@@ -201,7 +202,12 @@ async function timeQueries(store: Store, factory: CallFactory, samples: number):
 interface WriteRates {
   insertPerSec: number;
   updatePerSec: number;
+  /** write() of batches of BATCH records, one at a time, as the call-log writer does: a call's first and last record. */
+  batchedPerSec: number;
 }
+
+/** Records per write() in the batched rate (what a 50 ms window holds at a few hundred calls/s). */
+const BATCH = 50;
 
 interface StoreResult {
   store: 'sqlite' | 'postgres';
@@ -214,12 +220,28 @@ interface StoreResult {
   queriesMs: Record<string, Percentiles>;
 }
 
-/** Inserts, then updates, calls first..first+count-1. */
+/**
+ * Inserts, then updates, calls first..first+count-1 one record at a time; then the next `count`
+ * calls' first and final records in write() batches.
+ */
 async function writeRates(store: Store, factory: CallFactory, first: number, settings: Settings, label: string): Promise<WriteRates> {
   const insertPerSec = await writeRate(settings.writes, settings.concurrency, (i) => store.upsert(factory.first(first + i)));
   const updatePerSec = await writeRate(settings.writes, settings.concurrency, (i) => store.upsert(factory.final(first + i)));
-  process.stdout.write(`    ${label}: insert ${insertPerSec} records/s, update ${updatePerSec} records/s (${settings.writes} each, ${settings.concurrency} in flight)\n`);
-  return { insertPerSec, updatePerSec };
+  // Each batch: the first records of BATCH / 2 calls and the final ones of the BATCH / 2 before them.
+  const half = BATCH / 2;
+  // Calls past everything else this benchmark writes (the log and both write phases).
+  const from = first + 2 * settings.rows;
+  const batches = Math.max(1, Math.floor((2 * settings.writes) / BATCH));
+  const batchedPerSec = await writeRate(batches, 1, async (b) => {
+    const records = Array.from({ length: half }, (_, k) => factory.first(from + b * half + k));
+    if (b > 0) records.push(...Array.from({ length: half }, (_, k) => factory.final(from + (b - 1) * half + k)));
+    await store.write({ records, messages: [] });
+  }) * BATCH;
+  process.stdout.write(
+    `    ${label}: insert ${insertPerSec} records/s, update ${updatePerSec} records/s (${settings.writes} each, ${settings.concurrency} in flight); ` +
+      `batched ${batchedPerSec} records/s (write() of ${BATCH})\n`,
+  );
+  return { insertPerSec, updatePerSec, batchedPerSec };
 }
 
 async function benchStore(kind: 'sqlite' | 'postgres', store: Store, settings: Settings, afterFill: () => Promise<void>): Promise<StoreResult> {

@@ -130,10 +130,40 @@ export interface PruneResult {
   messages: number;
 }
 
+/** One call's SIP messages as captured, for CallStore.write. */
+export interface CallMessages {
+  callId: string;
+  messages: readonly StoredSipMessage[];
+}
+
+/** What the call-log writer stores at once: the latest records of some calls and some calls' messages. */
+export interface CallLogBatch {
+  /** Inserted, or replacing every field of the stored record with the same id; for an id given twice, the later wins. */
+  readonly records: readonly CallRecord[];
+  /**
+   * Each call's captured messages, stored only if that call has none yet (so writing a capture
+   * again never doubles it); for a call given twice, the first wins.
+   */
+  readonly messages: readonly CallMessages[];
+}
+
 export interface CallStore {
   readonly kind: 'sqlite' | 'postgres';
   /** Inserts the record, or replaces every field of the one with the same id. */
   upsert(record: CallRecord): Promise<void>;
+  /**
+   * Writes a batch: records first, then messages. PostgreSQL writes it in one transaction;
+   * SQLite, whose work blocks the event loop, in as few short transactions as keep each one
+   * brief, in order, yielding to the event loop between them.
+   */
+  write(batch: CallLogBatch): Promise<void>;
+  /**
+   * Makes records durable at once, ahead of the write() that must follow with them (or with later
+   * states of their calls): what a crash right after must not lose, such as an answer. Cheaper
+   * than write() where the store can: SQLite journals them in a small side table, which write()
+   * clears and interruptUnfinished() applies; PostgreSQL writes them.
+   */
+  stage(records: readonly CallRecord[]): Promise<void>;
   get(id: string): Promise<CallRecord | undefined>;
   /** The record whose id, A-leg Call-ID or B-leg Call-ID is `key`. */
   find(key: string): Promise<CallRecord | undefined>;
@@ -144,7 +174,8 @@ export interface CallStore {
   messages(callId: string): Promise<StoredSipMessage[]>;
   /**
    * Closes the records of `instance` that have no outcome (left by a crash) as `interrupted`,
-   * ended at `at`; returns their ids.
+   * ended at `at`; returns their ids. Records the instance staged and did not write are applied
+   * first (where newer than the stored ones).
    */
   interruptUnfinished(instance: string, at: Date): Promise<string[]>;
   /** Deletes calls received before `callsBefore`, and messages of calls received before `messagesBefore`. */

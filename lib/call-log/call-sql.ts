@@ -154,12 +154,94 @@ export function toPostgres(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
-/** INSERT of `rows` records that replaces every field of an existing id. */
-export function upsertSql(rows = 1): string {
+/**
+ * INSERT of `rows` records that replaces every field of an existing id; with `onlyNewer`, only
+ * of one written before the new record's updated_at (applying staged records at recovery).
+ */
+export function upsertSql(rows = 1, onlyNewer = false): string {
   const one = `(${CALL_COLUMNS.map(() => '?').join(', ')})`;
   const updates = CALL_COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`);
   return `INSERT INTO calls (${CALL_COLUMNS.join(', ')}) VALUES ${Array.from({ length: rows }, () => one).join(', ')}
-ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}`;
+ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}${onlyNewer ? '\nWHERE excluded.updated_at > calls.updated_at' : ''}`;
+}
+
+/**
+ * The columns a call's later states change, in CALL_COLUMNS order; the others (who called whom,
+ * when, through which instance, and the Call-IDs) are set by its first record, except the B-leg
+ * Call-ID, which comes later, and with it `search`.
+ */
+const STATE_COLUMNS = [
+  'state',
+  'ringing_at',
+  'answered_at',
+  'ended_at',
+  'post_dial_delay_ms',
+  'duration_sec',
+  'billable_sec',
+  'outcome',
+  'hangup_by',
+  'a_status',
+  'a_reason',
+  'b_status',
+  'b_reason',
+  'transfers',
+  'media',
+  'updated_at',
+] as const satisfies ReadonlyArray<(typeof CALL_COLUMNS)[number]>;
+
+const STATE_INDEXES = STATE_COLUMNS.map((c) => CALL_COLUMNS.indexOf(c));
+
+/**
+ * Params: stateValues(). Updates only what a call's later states change: cheaper than the upsert,
+ * which sets every column and so touches every index (SQLite rewrites the entries of each index
+ * whose columns are set, changed or not).
+ */
+export const UPDATE_STATE_SQL = `UPDATE calls SET ${STATE_COLUMNS.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`;
+
+/** UPDATE_STATE_SQL params from a record's values (recordValues()). */
+export function stateValues(values: readonly SqlValue[]): SqlValue[] {
+  return [...STATE_INDEXES.map((i) => values[i]!), values[0]!];
+}
+
+/**
+ * What must be unchanged since a call's last write for UPDATE_STATE_SQL to replace every field:
+ * the columns it leaves alone (`search` holds the id, the Call-IDs, the caller and the callee).
+ */
+export function identityKey(values: readonly SqlValue[]): string {
+  const at = (c: (typeof CALL_COLUMNS)[number]): SqlValue => values[CALL_COLUMNS.indexOf(c)]!;
+  return `${String(at('search'))}\u001f${String(at('instance'))}\u001f${String(at('caller_port'))}\u001f${String(at('received_at'))}`;
+}
+
+/** Params: id, instance, updated_at, record values (JSON). Stages a record, replacing the call's earlier one. */
+export const STAGE_SQL = `INSERT INTO call_records_staged (id, instance, updated_at, record_values) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET instance = excluded.instance, updated_at = excluded.updated_at, record_values = excluded.record_values`;
+
+/** Params: id. */
+export const UNSTAGE_SQL = 'DELETE FROM call_records_staged WHERE id = ?';
+
+/** Params: instance. The records an instance staged and did not write (a crash came first). */
+export const STAGED_OF_SQL = 'SELECT record_values FROM call_records_staged WHERE instance = ?';
+
+/** Params: instance. */
+export const UNSTAGE_INSTANCE_SQL = 'DELETE FROM call_records_staged WHERE instance = ?';
+
+/** The STAGE_SQL params of a record. */
+export function stageValues(r: CallRecord): SqlValue[] {
+  return [r.id, r.instance, r.updatedAt.getTime(), JSON.stringify(recordValues(r))];
+}
+
+/** The upsert params of a staged record; throws an Error naming it when it is not what stageValues() wrote. */
+export function stagedRecordValues(text: SqlValue): SqlValue[] {
+  let values: unknown;
+  try {
+    values = JSON.parse(String(text));
+  } catch {
+    values = undefined;
+  }
+  if (!Array.isArray(values) || values.length !== CALL_COLUMNS.length || !values.every((v) => v === null || typeof v === 'string' || typeof v === 'number')) {
+    throw new Error(`call log: a staged record is malformed: ${String(text).slice(0, 80)}`);
+  }
+  return values as SqlValue[];
 }
 
 export const GET_SQL = `SELECT ${SELECT_LIST} FROM calls WHERE id = ?`;
@@ -184,38 +266,78 @@ export const INTERRUPT_SQL = `UPDATE calls SET
 WHERE outcome IS NULL AND instance = ?
 RETURNING id`;
 
-export const MESSAGES_SQL = 'SELECT leg, at, dir, transport, peer, local, text FROM call_messages WHERE call_id = ? ORDER BY at, seq';
+/** Params: call id. A call's message sets (see migration 2) in the order they were written. */
+export const MESSAGES_SQL = 'SELECT messages FROM call_message_sets WHERE call_id = ? ORDER BY seq';
 
-export const NEXT_SEQ_SQL = 'SELECT COALESCE(MAX(seq), 0) AS seq FROM call_messages WHERE call_id = ?';
+/** Params: call id, message count, encoded messages, call id. Appends a set after the call's last. */
+export const APPEND_MESSAGES_SQL = `INSERT INTO call_message_sets (call_id, seq, message_count, messages)
+SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ? FROM call_message_sets WHERE call_id = ?`;
 
-export const INSERT_MESSAGE_SQL = `INSERT INTO call_messages (call_id, leg, seq, at, dir, transport, peer, local, text)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/**
+ * Params: call id, message count, encoded messages. A call's capture, stored only when the call
+ * has no messages yet: its first set always has seq 1 (appends follow it; prune takes them all).
+ */
+export const STORE_MESSAGES_ONCE_SQL = `INSERT INTO call_message_sets (call_id, seq, message_count, messages) VALUES (?, 1, ?, ?)
+ON CONFLICT (call_id, seq) DO NOTHING`;
 
-/** Values for INSERT_MESSAGE_SQL. */
-export function messageValues(callId: string, m: StoredSipMessage, seq: number): SqlValue[] {
-  return [callId, m.leg, seq, m.at.getTime(), m.dir, m.transport, m.peer, m.local, m.text];
+/**
+ * Messages as stored in `call_message_sets.messages`: a JSON array with one array per message,
+ * [leg, at (epoch ms), dir, transport, peer, local, text].
+ */
+export function encodeMessages(messages: readonly StoredSipMessage[]): string {
+  return JSON.stringify(messages.map((m) => [m.leg, m.at.getTime(), m.dir, m.transport, m.peer, m.local, m.text]));
 }
 
-export interface MessageRow {
-  leg: SqlValue;
-  at: SqlValue;
-  dir: SqlValue;
-  transport: SqlValue;
-  peer: SqlValue;
-  local: SqlValue;
-  text: SqlValue;
+function malformed(callId: string): Error {
+  return new Error(`call log: the stored SIP messages of call ${callId} are malformed`);
 }
 
-export function rowToMessage(row: MessageRow): StoredSipMessage {
-  return {
-    leg: String(row.leg) as StoredSipMessage['leg'],
-    at: new Date(num(row.at)),
-    dir: String(row.dir) as StoredSipMessage['dir'],
-    transport: String(row.transport),
-    peer: String(row.peer),
-    local: String(row.local),
-    text: String(row.text),
-  };
+/** The messages of one stored set; throws an Error naming the call when the text is not what encodeMessages() writes. */
+export function decodeMessages(text: string, callId: string): StoredSipMessage[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw malformed(callId);
+  }
+  if (!Array.isArray(parsed)) throw malformed(callId);
+  return parsed.map((m: unknown) => {
+    if (!Array.isArray(m) || m.length !== 7) throw malformed(callId);
+    const [leg, at, dir, transport, peer, local, body] = m as unknown[];
+    if ((leg !== 'a' && leg !== 'b') || typeof at !== 'number' || (dir !== 'in' && dir !== 'out')) throw malformed(callId);
+    if (typeof transport !== 'string' || typeof peer !== 'string' || typeof local !== 'string' || typeof body !== 'string') throw malformed(callId);
+    return { leg, at: new Date(at), dir, transport, peer, local, text: body };
+  });
+}
+
+/** A call's messages from its sets (in seq order): time order, equal times in the order written. */
+export function messagesFromSets(rows: ReadonlyArray<{ messages: SqlValue }>, callId: string): StoredSipMessage[] {
+  const all: StoredSipMessage[] = [];
+  for (const row of rows) all.push(...decodeMessages(String(row.messages), callId));
+  // Array.prototype.sort is stable.
+  return all.sort((x, y) => x.at.getTime() - y.at.getTime());
+}
+
+/** A batch's records with one per id, the last given (PostgreSQL refuses to update a row twice in one statement). */
+export function latestPerId(records: readonly CallRecord[]): CallRecord[] {
+  const byId = new Map<string, CallRecord>();
+  for (const r of records) {
+    byId.delete(r.id);
+    byId.set(r.id, r);
+  }
+  return byId.size === records.length ? [...records] : [...byId.values()];
+}
+
+/** A batch's message entries with one per call, the first given (later ones would be ignored anyway), and none empty. */
+export function firstPerCall<T extends { callId: string; messages: readonly unknown[] }>(entries: readonly T[]): T[] {
+  const seen = new Set<string>();
+  const out: T[] = [];
+  for (const e of entries) {
+    if (e.messages.length === 0 || seen.has(e.callId)) continue;
+    seen.add(e.callId);
+    out.push(e);
+  }
+  return out;
 }
 
 /** Calls handled per statement when pruning, so no transaction holds the write lock for long. */
@@ -229,8 +351,9 @@ export const PRUNE_NEXT_CALLS_SQL = `SELECT id, received_at FROM calls
 WHERE received_at < ? AND received_at >= ? AND (received_at > ? OR id > ?)
 ORDER BY received_at, id LIMIT ?`;
 
+/** Deletes the message sets of `calls` calls (params: their ids), returning each set's message count. */
 export function deleteMessagesOfSql(calls: number): string {
-  return `DELETE FROM call_messages WHERE call_id IN (${Array.from({ length: calls }, () => '?').join(', ')})`;
+  return `DELETE FROM call_message_sets WHERE call_id IN (${Array.from({ length: calls }, () => '?').join(', ')}) RETURNING message_count`;
 }
 
 /** Params: before, batch. */

@@ -21,6 +21,18 @@
  * `(caller_user, received_at, id)` and `(outcome, received_at, id)` for those filters, the
  * Call-ID indexes for find(), and a partial index on open calls for interruptUnfinished().
  *
+ * SIP messages (v2): one row per capture written, `call_message_sets`, not one per message. A
+ * call's messages are written once, whole, and read whole (the ladder), never searched, so one
+ * row of `messages` (a JSON array, see encodeMessages() in call-sql.ts) is the cheapest durable
+ * form: one insert and one index entry per call instead of ~28 of each. `seq` orders the sets of
+ * one call (addMessages() appends a set); `message_count` lets prune() count messages without
+ * reading them. v2 moves v1's `call_messages` rows into it, one set per call in time order.
+ *
+ * Staged records (v2): `call_records_staged` holds, for a moment, records a crash must not lose
+ * (an answer) before their batched write reaches `calls`: one small row, no index but its key,
+ * no trigram work, so staging costs a fraction of a write. The store clears a call's row when it
+ * writes the call, and applies what is left at recovery (CallStore.stage()).
+ *
  * Never edit a migration that has shipped: add the next one.
  */
 
@@ -81,6 +93,21 @@ const MESSAGES_TABLE_SQL = `CREATE TABLE call_messages (
   text TEXT NOT NULL,
   PRIMARY KEY (call_id, seq)
 )`;
+
+const MESSAGE_SETS_TABLE_SQL = `CREATE TABLE call_message_sets (
+  call_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  message_count INTEGER NOT NULL,
+  messages TEXT NOT NULL,
+  PRIMARY KEY (call_id, seq)
+)`;
+
+/** A record staged as its CALL_COLUMNS values (a JSON array), with what recovery selects and compares on. */
+const STAGED_COLUMNS_SQL = `
+  id TEXT PRIMARY KEY,
+  instance TEXT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  record_values TEXT NOT NULL`;
 
 /** Indexes written identically in both dialects (partial indexes included). */
 const COMMON_INDEXES_SQL = [
@@ -151,6 +178,35 @@ END`,
         // texts in 1% of calls (an address prefix), which then take the index path over 10,000
         // rows; 1000 buckets see them.
         'ALTER TABLE calls ALTER COLUMN search SET STATISTICS 1000',
+      ],
+    },
+  },
+  {
+    version: 2,
+    description: 'SIP messages as one row per capture (call_message_sets); staged records (call_records_staged)',
+    statements: {
+      sqlite: [
+        MESSAGE_SETS_TABLE_SQL,
+        // Each message as [leg, at, dir, transport, peer, local, text], in time order then v1's seq.
+        `INSERT INTO call_message_sets (call_id, seq, message_count, messages)
+SELECT call_id, 1, COUNT(*), json_group_array(json_array(leg, at, dir, transport, peer, local, text) ORDER BY at, seq)
+FROM call_messages GROUP BY call_id`,
+        'DROP TABLE call_messages',
+        // Fixed statistics as in v1: about one set per call.
+        "DELETE FROM sqlite_stat1 WHERE tbl IN ('call_messages', 'call_message_sets')",
+        "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('call_message_sets', 'sqlite_autoindex_call_message_sets_1', '1000000 1 1')",
+        // Rows live milliseconds: keyed by id alone (no rowid), so staging touches one b-tree.
+        `CREATE TABLE call_records_staged (${STAGED_COLUMNS_SQL}
+) WITHOUT ROWID`,
+      ],
+      postgres: [
+        `CREATE TABLE call_records_staged (${STAGED_COLUMNS_SQL}
+)`,
+        MESSAGE_SETS_TABLE_SQL,
+        `INSERT INTO call_message_sets (call_id, seq, message_count, messages)
+SELECT call_id, 1, COUNT(*), json_agg(json_build_array(leg, at, dir, transport, peer, local, text) ORDER BY at, seq)::text
+FROM call_messages GROUP BY call_id`,
+        'DROP TABLE call_messages',
       ],
     },
   },

@@ -35,5 +35,6 @@ export async function openCallStore(options: OpenCallStoreOptions): Promise<Call
   if (callStoreKind(options.databaseUrl) === 'postgres') {
     return PostgresCallStore.open(options.databaseUrl!.trim(), options.postgres);
   }
-  return SqliteCallStore.open(options.sqlitePath);
+  // WAL checkpoints on a worker thread: the B2BUA's event loop never waits for an fsync.
+  return SqliteCallStore.open(options.sqlitePath, { checkpoint: 'worker' });
 }

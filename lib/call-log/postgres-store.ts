@@ -4,8 +4,10 @@
  * lock, so instances starting together apply each migration once.
  */
 import { Pool, type PoolClient } from 'pg';
-import type { CallPage, CallQuery, CallRecord, CallStats, CallStore, PruneResult, StoredSipMessage } from './call-record';
+import type { CallLogBatch, CallPage, CallQuery, CallRecord, CallStats, CallStore, PruneResult, StoredSipMessage } from './call-record';
 import {
+  APPEND_MESSAGES_SQL,
+  CALL_COLUMNS,
   FIND_SQL,
   GET_SQL,
   INTERRUPT_SQL,
@@ -13,19 +15,25 @@ import {
   PRUNE_BATCH,
   PRUNE_CALLS_SQL,
   PRUNE_NEXT_CALLS_SQL,
+  STAGED_OF_SQL,
   STATS_SQL,
+  UNSTAGE_INSTANCE_SQL,
   deleteMessagesOfSql,
+  encodeMessages,
+  firstPerCall,
+  latestPerId,
   listSql,
+  messagesFromSets,
   pageFromRows,
   recordValues,
-  rowToMessage,
   rowToRecord,
+  stagedRecordValues,
   statsFromRows,
   toPostgres,
   upsertSql,
   validateQuery,
   type CallRow,
-  type MessageRow,
+  type SqlValue,
   type StatsRow,
 } from './call-sql';
 import { CallLogSchemaError, MIGRATIONS_TABLE_SQL, pendingMigrations } from './migrations';
@@ -68,15 +76,78 @@ const GET = toPostgres(GET_SQL);
 const FIND = toPostgres(FIND_SQL);
 const MESSAGES = toPostgres(MESSAGES_SQL);
 const INTERRUPT = toPostgres(INTERRUPT_SQL);
+const UPSERT_IF_NEWER = toPostgres(upsertSql(1, true));
+const STAGED_OF = toPostgres(STAGED_OF_SQL);
+const UNSTAGE_INSTANCE = toPostgres(UNSTAGE_INSTANCE_SQL);
 const PRUNE_NEXT_CALLS = toPostgres(PRUNE_NEXT_CALLS_SQL);
 const PRUNE_CALLS = toPostgres(PRUNE_CALLS_SQL);
 const STATS = toPostgres(STATS_SQL);
 
-/** Messages appended in one statement: seq continues from the call's highest. */
-const ADD_MESSAGES_SQL = `INSERT INTO call_messages (call_id, leg, seq, at, dir, transport, peer, local, text)
-SELECT $1, m.leg, (SELECT COALESCE(MAX(seq), 0) FROM call_messages WHERE call_id = $1) + m.n, m.at, m.dir, m.transport, m.peer, m.local, m.text
-FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-  WITH ORDINALITY AS m(leg, at, dir, transport, peer, local, text, n)`;
+const APPEND_MESSAGES = toPostgres(APPEND_MESSAGES_SQL);
+
+/** PostgreSQL types of the columns of `calls`, for unnest(). */
+const CALL_COLUMN_TYPES: Record<(typeof CALL_COLUMNS)[number], string> = {
+  id: 'text',
+  instance: 'text',
+  a_call_id: 'text',
+  b_call_id: 'text',
+  caller_user: 'text',
+  caller_name: 'text',
+  caller_address: 'text',
+  caller_port: 'integer',
+  callee: 'text',
+  state: 'text',
+  received_at: 'bigint',
+  ringing_at: 'bigint',
+  answered_at: 'bigint',
+  ended_at: 'bigint',
+  post_dial_delay_ms: 'integer',
+  duration_sec: 'double precision',
+  billable_sec: 'integer',
+  outcome: 'text',
+  hangup_by: 'text',
+  a_status: 'integer',
+  a_reason: 'text',
+  b_status: 'integer',
+  b_reason: 'text',
+  transfers: 'text',
+  media: 'text',
+  updated_at: 'bigint',
+  search: 'text',
+};
+
+/**
+ * One statement for a write() chunk, the same text whatever its size (prepared once per
+ * connection): the records upserted from one array per column, then the message sets stored
+ * unless the call has some (seq 1 taken). One statement is one transaction.
+ */
+const WRITE_SQL = (() => {
+  const arrays = CALL_COLUMNS.map((c, i) => `$${i + 1}::${CALL_COLUMN_TYPES[c]}[]`).join(', ');
+  const updates = CALL_COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`);
+  const m = CALL_COLUMNS.length;
+  return `WITH written AS (
+  INSERT INTO calls (${CALL_COLUMNS.join(', ')}) SELECT * FROM unnest(${arrays})
+  ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}
+  RETURNING 1
+)
+INSERT INTO call_message_sets (call_id, seq, message_count, messages)
+SELECT m.call_id, 1, m.message_count, m.messages FROM unnest($${m + 1}::text[], $${m + 2}::integer[], $${m + 3}::text[]) AS m(call_id, message_count, messages)
+ON CONFLICT (call_id, seq) DO NOTHING`;
+})();
+
+/** Records, and characters of encoded messages, per write() statement. */
+const WRITE_ROWS = 1000;
+const WRITE_CHARS = 8 * 1024 * 1024;
+
+/** The parameters of WRITE_SQL. */
+function writeValues(records: readonly CallRecord[], sets: ReadonlyArray<{ callId: string; count: number; text: string }>): unknown[] {
+  const columns: SqlValue[][] = CALL_COLUMNS.map(() => []);
+  for (const r of records) {
+    const values = recordValues(r);
+    for (let i = 0; i < values.length; i += 1) columns[i]!.push(values[i]!);
+  }
+  return [...columns, sets.map((s) => s.callId), sets.map((s) => s.count), sets.map((s) => s.text)];
+}
 
 async function migrate(pool: Pool, where: string): Promise<void> {
   const client = await pool.connect();
@@ -152,6 +223,31 @@ export class PostgresCallStore implements CallStore {
     await this.#open().query({ name: 'call-upsert', text: UPSERT, values: recordValues(record) });
   }
 
+  async write(batch: CallLogBatch): Promise<void> {
+    const pool = this.#open();
+    const records = latestPerId(batch.records);
+    const sets = firstPerCall(batch.messages).map((e) => ({ callId: e.callId, count: e.messages.length, text: encodeMessages(e.messages) }));
+    const chunks: unknown[][] = [];
+    let r = 0;
+    let m = 0;
+    while (r < records.length || m < sets.length) {
+      const chunkRecords = records.slice(r, r + WRITE_ROWS);
+      r += chunkRecords.length;
+      let chars = 0;
+      const first = m;
+      while (m < sets.length && m - first < WRITE_ROWS && (m === first || chars + sets[m]!.text.length <= WRITE_CHARS)) chars += sets[m++]!.text.length;
+      chunks.push(writeValues(chunkRecords, sets.slice(first, m)));
+    }
+    if (chunks.length === 0) return;
+    if (chunks.length === 1) {
+      await pool.query({ name: 'call-write', text: WRITE_SQL, values: chunks[0] });
+      return;
+    }
+    await this.#transaction(async (client) => {
+      for (const values of chunks) await client.query({ name: 'call-write', text: WRITE_SQL, values });
+    });
+  }
+
   /**
    * Inserts or replaces many records in one transaction, a thousand to a statement (imports,
    * benchmarks). The ids must be distinct.
@@ -188,21 +284,12 @@ export class PostgresCallStore implements CallStore {
   async addMessages(callId: string, messages: readonly StoredSipMessage[]): Promise<void> {
     const pool = this.#open();
     if (messages.length === 0) return;
-    const values = [
-      callId,
-      messages.map((m) => m.leg),
-      messages.map((m) => m.at.getTime()),
-      messages.map((m) => m.dir),
-      messages.map((m) => m.transport),
-      messages.map((m) => m.peer),
-      messages.map((m) => m.local),
-      messages.map((m) => m.text),
-    ];
+    const values = [callId, messages.length, encodeMessages(messages), callId];
     // Two appends to one call at once may pick the same seq: the loser's statement fails whole
     // on the primary key and runs again.
     for (let attempt = 1; ; attempt += 1) {
       try {
-        await pool.query({ name: 'call-add-messages', text: ADD_MESSAGES_SQL, values });
+        await pool.query({ name: 'call-append-messages', text: APPEND_MESSAGES, values });
         return;
       } catch (err) {
         if ((err as { code?: string }).code !== UNIQUE_VIOLATION || attempt >= 5) throw err;
@@ -211,14 +298,27 @@ export class PostgresCallStore implements CallStore {
   }
 
   async messages(callId: string): Promise<StoredSipMessage[]> {
-    const { rows } = await this.#open().query<MessageRow>({ name: 'call-messages', text: MESSAGES, values: [callId] });
-    return rows.map(rowToMessage);
+    const { rows } = await this.#open().query<{ messages: string }>({ name: 'call-messages', text: MESSAGES, values: [callId] });
+    return messagesFromSets(rows, callId);
+  }
+
+  /** Writes the records: a round trip either way, and the server's work is not the B2BUA's. */
+  async stage(records: readonly CallRecord[]): Promise<void> {
+    await this.write({ records, messages: [] });
   }
 
   async interruptUnfinished(instance: string, at: Date): Promise<string[]> {
     const t = at.getTime();
-    const { rows } = await this.#open().query<{ id: string }>(INTERRUPT, [t, t, t, t, t, instance]);
-    return rows.map((r) => r.id);
+    let ids: string[] = [];
+    await this.#transaction(async (client) => {
+      // Staged records never written, where newer, as every store of this schema does (this one
+      // writes what it stages, so none come from it).
+      const staged = await client.query<{ record_values: string }>(STAGED_OF, [instance]);
+      for (const row of staged.rows) await client.query(UPSERT_IF_NEWER, stagedRecordValues(row.record_values));
+      if (staged.rows.length > 0) await client.query(UNSTAGE_INSTANCE, [instance]);
+      ids = (await client.query<{ id: string }>(INTERRUPT, [t, t, t, t, t, instance])).rows.map((r) => r.id);
+    });
+    return ids;
   }
 
   async prune(callsBefore: Date, messagesBefore: Date): Promise<PruneResult> {
@@ -235,7 +335,10 @@ export class PostgresCallStore implements CallStore {
         after.id,
         PRUNE_BATCH,
       ]);
-      if (rows.length > 0) messages += (await pool.query(toPostgres(deleteMessagesOfSql(rows.length)), rows.map((r) => r.id))).rowCount ?? 0;
+      if (rows.length > 0) {
+        const sets = await pool.query<{ message_count: number }>(toPostgres(deleteMessagesOfSql(rows.length)), rows.map((r) => r.id));
+        for (const set of sets.rows) messages += set.message_count;
+      }
       const last = rows[rows.length - 1];
       if (last === undefined || rows.length < PRUNE_BATCH) break;
       after = { receivedAt: Number(last.received_at), id: last.id };

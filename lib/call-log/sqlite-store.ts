@@ -1,45 +1,118 @@
 /**
  * The embedded call log: one SQLite file (WAL, synchronous=NORMAL) written through better-sqlite3.
  * Calls are synchronous underneath; the methods return promises so the B2BUA and the operator API
- * treat this store and the PostgreSQL one alike. Long jobs (prune) yield to the event loop
- * between batches so SIP handling never stalls behind them.
+ * treat this store and the PostgreSQL one alike. Long jobs (prune, a large write()) are split into
+ * short transactions that yield to the event loop between them, so SIP handling never stalls
+ * behind them; with `checkpoint: 'worker'` the WAL checkpoints (a copy and an fsync, the longest
+ * stall of all) run on a worker thread.
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as pause, setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import type { CallPage, CallQuery, CallRecord, CallStats, CallStore, PruneResult, StoredSipMessage } from './call-record';
+import type { CallLogBatch, CallMessages, CallPage, CallQuery, CallRecord, CallStats, CallStore, PruneResult, StoredSipMessage } from './call-record';
 import {
+  APPEND_MESSAGES_SQL,
   FIND_SQL,
   GET_SQL,
-  INSERT_MESSAGE_SQL,
   INTERRUPT_SQL,
   MESSAGES_SQL,
-  NEXT_SEQ_SQL,
   PRUNE_BATCH,
   PRUNE_CALLS_SQL,
   PRUNE_NEXT_CALLS_SQL,
+  STAGED_OF_SQL,
+  STAGE_SQL,
   STATS_SQL,
+  STORE_MESSAGES_ONCE_SQL,
+  UNSTAGE_INSTANCE_SQL,
+  UPDATE_STATE_SQL,
+  UNSTAGE_SQL,
   deleteMessagesOfSql,
+  encodeMessages,
+  firstPerCall,
+  identityKey,
   listSql,
-  messageValues,
+  messagesFromSets,
   pageFromRows,
   recordValues,
-  rowToMessage,
   rowToRecord,
+  stageValues,
+  stagedRecordValues,
+  stateValues,
   statsFromRows,
   upsertSql,
   validateQuery,
   type CallRow,
-  type MessageRow,
   type StatsRow,
 } from './call-sql';
 import { CallLogSchemaError, MIGRATIONS_TABLE_SQL, pendingMigrations } from './migrations';
+import { WalCheckpointer, type CheckpointResult } from './sqlite-checkpointer';
 
 export interface SqliteCallStoreOptions {
   /** How long a write waits for another connection's lock before failing (default 5000 ms). */
   busyTimeoutMs?: number;
+  /**
+   * Who copies the WAL back into the database file. 'inline' (the default): SQLite itself, inside
+   * the commit that takes the WAL past 1000 pages; that commit then copies and fsyncs, 10-20 ms
+   * on a disk, blocking the event loop. 'worker': a worker thread with its own connection, at
+   * most every `checkpointIntervalMs` after a write, while this connection goes on writing (what
+   * the B2BUA uses, through openCallStore()). With it, this connection never waits for a lock
+   * inside SQLite, which would block the event loop: a write that finds the lock taken (the worker
+   * restarting the WAL) is tried again after a pause, for up to `busyTimeoutMs`.
+   */
+  checkpoint?: 'inline' | 'worker';
+  /** With `checkpoint: 'worker'`: the least time between two checkpoints (default 1000 ms). */
+  checkpointIntervalMs?: number;
+  /** With `checkpoint: 'worker'`: told of each checkpoint done (tests, benchmarks). */
+  onCheckpoint?: (result: CheckpointResult) => void;
+  /** Told of each transaction write() ran: how long it took and what it held (benchmarks, metrics). */
+  onTransaction?: (ms: number, records: number, messageSets: number) => void;
 }
+
+/**
+ * How long one write() transaction may spend on its statements before it commits and lets the
+ * event loop run. The commit adds about half as much again (the trigram index's new segment and
+ * the WAL frames), so a transaction blocks for ~1.5 ms; the event loop runs between two. Time,
+ * not a count of rows, so it adapts to the machine and its load. On the benchmark machine a
+ * record's upsert takes ~50-150 us (the first of a call, with its trigrams, the most), a call's
+ * ~17 KB of messages ~80 us with their encoding (bench/call-log-writer.ts reports every
+ * transaction's duration).
+ */
+const TRANSACTION_WORK_MS = 1;
+
+/** A write() in progress: what it writes and how far it got (a failed transaction rolls back, and so does nothing after it). */
+interface WriteJob {
+  readonly records: readonly CallRecord[];
+  readonly sets: readonly CallMessages[];
+  r: number;
+  m: number;
+  started: number;
+  /** The current transaction's records, remembered once it commits. */
+  written: WrittenCall[];
+}
+
+/** A call written: its identityKey() while in progress, undefined once its outcome is written. */
+interface WrittenCall {
+  readonly id: string;
+  readonly key: string | undefined;
+}
+
+/** Calls in progress remembered at most (far more than a B2BUA holds at once). */
+const WRITTEN_CALLS_KEPT = 100_000;
+
+/** WAL frames (pages, 4 KiB) from which the checkpoint worker restarts the WAL (SQLite's own checkpoint size). */
+const WAL_RESTART_FRAMES = 1000;
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock. */
+function isBusy(err: unknown): boolean {
+  return typeof (err as { code?: unknown }).code === 'string' && (err as { code: string }).code.startsWith('SQLITE_BUSY');
+}
+
+/** The WAL is cut back to this size when it restarts (after a burst made it large). */
+const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 /** Distinct list-query shapes kept prepared (filters combine into a bounded number of shapes). */
 const LIST_STATEMENTS_KEPT = 256;
@@ -98,33 +171,86 @@ export class SqliteCallStore implements CallStore {
   readonly file: string;
   readonly #db: Database.Database;
   readonly #upsert: Database.Statement;
+  readonly #updateState: Database.Statement;
+  /**
+   * Calls in progress this connection wrote, with identityKey() as written: their next record
+   * only updates the state columns when that is unchanged. Entries go when the call's outcome is
+   * written, and are added only once a transaction commits.
+   */
+  readonly #written = new Map<string, string>();
+  readonly #upsertIfNewer: Database.Statement;
+  readonly #stage: Database.Statement;
+  readonly #unstage: Database.Statement;
+  readonly #stagedOf: Database.Statement;
+  readonly #unstageInstance: Database.Statement;
+  /** Transactions prepared once (better-sqlite3 wraps a function anew at each transaction() call). */
+  readonly #stageAll: Database.Transaction<(records: readonly CallRecord[]) => void>;
+  readonly #upsertOne: Database.Transaction<(record: CallRecord, written: WrittenCall[]) => void>;
+  readonly #writeSome: Database.Transaction<(job: WriteJob) => void>;
+  /** Calls this connection staged and has not written since. */
+  readonly #staged = new Set<string>();
   readonly #get: Database.Statement;
   readonly #find: Database.Statement;
   readonly #messages: Database.Statement;
-  readonly #nextSeq: Database.Statement;
-  readonly #insertMessage: Database.Statement;
+  readonly #appendMessages: Database.Statement;
+  readonly #storeMessagesOnce: Database.Statement;
   readonly #interrupt: Database.Statement;
   readonly #pruneNextCalls: Database.Statement;
   readonly #pruneCalls: Database.Statement;
   readonly #stats: Database.Statement;
   readonly #textMatches: Database.Statement;
   readonly #lists = new Map<string, Database.Statement>();
+  readonly #onTransaction: SqliteCallStoreOptions['onTransaction'];
+  readonly #busyTimeoutMs: number;
+  #checkpointer: WalCheckpointer | undefined;
   #closed = false;
 
-  private constructor(file: string, db: Database.Database) {
+  private constructor(file: string, db: Database.Database, options: SqliteCallStoreOptions) {
     this.file = file;
     this.#db = db;
+    this.#onTransaction = options.onTransaction;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     this.#upsert = db.prepare(upsertSql());
+    this.#updateState = db.prepare(UPDATE_STATE_SQL);
+    this.#upsertIfNewer = db.prepare(upsertSql(1, true));
+    this.#stage = db.prepare(STAGE_SQL);
+    this.#unstage = db.prepare(UNSTAGE_SQL);
+    this.#stagedOf = db.prepare(STAGED_OF_SQL);
+    this.#unstageInstance = db.prepare(UNSTAGE_INSTANCE_SQL);
+    this.#stageAll = db.transaction((records: readonly CallRecord[]) => {
+      for (const record of records) this.#stage.run(stageValues(record));
+    });
+    this.#writeSome = db.transaction((job: WriteJob) => this.#writeStatements(job));
+    this.#upsertOne = db.transaction((record: CallRecord, written: WrittenCall[]) => this.#upsertRecord(record, written));
     this.#get = db.prepare(GET_SQL);
     this.#find = db.prepare(FIND_SQL);
     this.#messages = db.prepare(MESSAGES_SQL);
-    this.#nextSeq = db.prepare(NEXT_SEQ_SQL);
-    this.#insertMessage = db.prepare(INSERT_MESSAGE_SQL);
+    this.#appendMessages = db.prepare(APPEND_MESSAGES_SQL);
+    this.#storeMessagesOnce = db.prepare(STORE_MESSAGES_ONCE_SQL);
     this.#interrupt = db.prepare(INTERRUPT_SQL);
     this.#pruneNextCalls = db.prepare(PRUNE_NEXT_CALLS_SQL);
     this.#pruneCalls = db.prepare(PRUNE_CALLS_SQL);
     this.#stats = db.prepare(STATS_SQL);
     this.#textMatches = db.prepare('SELECT COUNT(*) AS n FROM (SELECT rowid FROM calls_search WHERE calls_search MATCH ? LIMIT ?)');
+    if (options.checkpoint === 'worker') {
+      db.pragma('wal_autocheckpoint = 0');
+      // Locks are waited for in #locked(), off the event loop.
+      db.pragma('busy_timeout = 0');
+      this.#checkpointer = new WalCheckpointer({
+        file,
+        busyTimeoutMs: this.#busyTimeoutMs,
+        intervalMs: options.checkpointIntervalMs ?? 1000,
+        restartFrames: WAL_RESTART_FRAMES,
+        onCheckpoint: options.onCheckpoint,
+        // Without the worker the WAL would grow for ever: SQLite checkpoints inline again.
+        onFailure: () => {
+          this.#checkpointer = undefined;
+          if (this.#closed) return;
+          db.pragma('wal_autocheckpoint = 1000');
+          db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
+        },
+      });
+    }
   }
 
   /**
@@ -134,15 +260,16 @@ export class SqliteCallStore implements CallStore {
   static open(file: string, options: SqliteCallStoreOptions = {}): SqliteCallStore {
     const absolute = resolve(file);
     createPrivateFile(absolute);
-    const db = new Database(absolute, { timeout: options.busyTimeoutMs ?? 5000 });
+    const db = new Database(absolute, { timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS });
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma(`cache_size = -${CACHE_KIB}`);
+      db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
       migrate(db, absolute);
       // Loads the planner statistics the migrations wrote.
       db.exec('ANALYZE sqlite_schema');
-      return new SqliteCallStore(absolute, db);
+      return new SqliteCallStore(absolute, db, options);
     } catch (err) {
       db.close();
       throw err;
@@ -154,16 +281,119 @@ export class SqliteCallStore implements CallStore {
     return this.#db;
   }
 
+  /**
+   * Runs `work`, one statement or transaction that writes. Without the checkpoint worker SQLite
+   * waits for a taken lock itself (busy_timeout). With it, this connection does not wait inside
+   * SQLite (that would block the event loop): `work` runs again after a short pause, until it
+   * gets the lock or busyTimeoutMs has passed. `work` must have no effect when it fails.
+   */
+  async #locked<T>(work: () => T): Promise<T> {
+    let waited = 0;
+    for (let wait = 1; ; wait = Math.min(2 * wait, 16)) {
+      const restarting = this.#checkpointer?.restarting;
+      if (restarting) await restarting;
+      this.#open();
+      try {
+        return work();
+      } catch (err) {
+        if (this.#checkpointer === undefined || !isBusy(err) || waited >= this.#busyTimeoutMs) throw err;
+      }
+      await pause(wait);
+      waited += wait;
+    }
+  }
+
   async upsert(record: CallRecord): Promise<void> {
+    const written: WrittenCall[] = [];
+    await this.#locked(() => {
+      written.length = 0;
+      this.#upsertOne.immediate(record, written);
+    });
+    this.#remember(written);
+    this.#checkpointer?.poke();
+  }
+
+  async stage(records: readonly CallRecord[]): Promise<void> {
     this.#open();
-    this.#upsert.run(recordValues(record));
+    if (records.length === 0) return;
+    await this.#locked(() => this.#stageAll.immediate(records));
+    for (const record of records) this.#staged.add(record.id);
+    this.#checkpointer?.poke();
+  }
+
+  /**
+   * Writes a record, inside a transaction: only its state columns when the call was written with
+   * the same identity before (and its row is there), else every column; drops what was staged
+   * for it. Notes in `written` what to remember once the transaction commits.
+   */
+  #upsertRecord(record: CallRecord, written: WrittenCall[]): void {
+    const values = recordValues(record);
+    const key = identityKey(values);
+    const updated = this.#written.get(record.id) === key && this.#updateState.run(stateValues(values)).changes === 1;
+    if (!updated) this.#upsert.run(values);
+    if (this.#staged.delete(record.id)) this.#unstage.run(record.id);
+    written.push({ id: record.id, key: record.outcome === null ? key : undefined });
+  }
+
+  /** After a commit: the calls still in progress and how they were written; the finished ones forgotten. */
+  #remember(written: readonly WrittenCall[]): void {
+    // Calls a crash of their writes left here for ever (a failed final write) cannot pile up.
+    if (this.#written.size > WRITTEN_CALLS_KEPT) this.#written.clear();
+    for (const { id, key } of written) {
+      if (key === undefined) this.#written.delete(id);
+      else this.#written.set(id, key);
+    }
+  }
+
+  async write(batch: CallLogBatch): Promise<void> {
+    this.#open();
+    const job: WriteJob = { records: batch.records, sets: firstPerCall(batch.messages), r: 0, m: 0, started: 0, written: [] };
+    while (job.r < job.records.length || job.m < job.sets.length) {
+      if (job.r > 0 || job.m > 0) {
+        await yieldToEventLoop();
+        this.#open();
+      }
+      const first = { r: job.r, m: job.m };
+      await this.#locked(() => {
+        // From where the last commit left off (a transaction that failed did nothing).
+        job.r = first.r;
+        job.m = first.m;
+        job.written = [];
+        job.started = performance.now();
+        this.#writeSome.immediate(job);
+      });
+      this.#remember(job.written);
+      this.#onTransaction?.(performance.now() - job.started, job.r - first.r, job.m - first.m);
+    }
+    this.#checkpointer?.poke();
+  }
+
+  /** One transaction's statements of a write(): at least one, then more while time allows. */
+  #writeStatements(job: WriteJob): void {
+    const { records, sets } = job;
+    do {
+      if (job.r < records.length) {
+        this.#upsertRecord(records[job.r]!, job.written);
+        job.r += 1;
+      } else {
+        const { callId, messages } = sets[job.m]!;
+        // Encoded here, inside the time taken: for a large batch the encoding is work too.
+        this.#storeMessagesOnce.run(callId, messages.length, encodeMessages(messages));
+        job.m += 1;
+      }
+    } while ((job.r < records.length || job.m < sets.length) && performance.now() - job.started < TRANSACTION_WORK_MS);
   }
 
   /** Inserts or replaces many records in one transaction (imports, benchmarks). */
   async insertMany(records: readonly CallRecord[]): Promise<void> {
-    this.#open().transaction(() => {
-      for (const record of records) this.#upsert.run(recordValues(record));
-    })();
+    const db = this.#open();
+    await this.#locked(() =>
+      db.transaction(() => {
+        for (const record of records) this.#upsert.run(recordValues(record));
+      })(),
+    );
+    for (const record of records) this.#written.delete(record.id);
+    this.#checkpointer?.poke();
   }
 
   async get(id: string): Promise<CallRecord | undefined> {
@@ -196,23 +426,37 @@ export class SqliteCallStore implements CallStore {
   }
 
   async addMessages(callId: string, messages: readonly StoredSipMessage[]): Promise<void> {
-    const db = this.#open();
+    this.#open();
     if (messages.length === 0) return;
-    db.transaction(() => {
-      const { seq } = this.#nextSeq.get(callId) as { seq: number };
-      messages.forEach((m, i) => this.#insertMessage.run(messageValues(callId, m, seq + 1 + i)));
-    }).immediate();
+    // One statement: the next seq and the insert are atomic.
+    const text = encodeMessages(messages);
+    await this.#locked(() => this.#appendMessages.run(callId, messages.length, text, callId));
+    this.#checkpointer?.poke();
   }
 
   async messages(callId: string): Promise<StoredSipMessage[]> {
     this.#open();
-    return (this.#messages.all(callId) as MessageRow[]).map(rowToMessage);
+    return messagesFromSets(this.#messages.all(callId) as Array<{ messages: string }>, callId);
   }
 
   async interruptUnfinished(instance: string, at: Date): Promise<string[]> {
-    this.#open();
+    const db = this.#open();
     const t = at.getTime();
-    return (this.#interrupt.all(t, t, t, t, t, instance) as Array<{ id: string }>).map((r) => r.id);
+    const ids = await this.#locked(() =>
+      db
+        .transaction(() => {
+          // What the instance staged and never wrote, where newer than what it wrote.
+          for (const row of this.#stagedOf.all(instance) as Array<{ record_values: string }>) this.#upsertIfNewer.run(stagedRecordValues(row.record_values));
+          this.#unstageInstance.run(instance);
+          return (this.#interrupt.all(t, t, t, t, t, instance) as Array<{ id: string }>).map((r) => r.id);
+        })
+        .immediate(),
+    );
+    this.#staged.clear();
+    // Rows changed behind what this connection remembers of them.
+    this.#written.clear();
+    this.#checkpointer?.poke();
+    return ids;
   }
 
   async prune(callsBefore: Date, messagesBefore: Date): Promise<PruneResult> {
@@ -222,25 +466,35 @@ export class SqliteCallStore implements CallStore {
     let messages = 0;
     let after = { receivedAt: Number.MIN_SAFE_INTEGER, id: '' };
     for (;;) {
-      const batch = db.transaction(() => {
-        const calls = this.#pruneNextCalls.all(messagesCut, after.receivedAt, after.receivedAt, after.id, PRUNE_BATCH) as Array<{ id: string; received_at: number }>;
-        if (calls.length > 0) messages += db.prepare(deleteMessagesOfSql(calls.length)).run(calls.map((c) => c.id)).changes;
-        return calls;
-      }).immediate();
-      const last = batch[batch.length - 1];
-      if (last === undefined || batch.length < PRUNE_BATCH) break;
+      const batch = await this.#locked(() =>
+        db
+          .transaction(() => {
+            const calls = this.#pruneNextCalls.all(messagesCut, after.receivedAt, after.receivedAt, after.id, PRUNE_BATCH) as Array<{ id: string; received_at: number }>;
+            let deleted = 0;
+            if (calls.length > 0) {
+              const sets = db.prepare(deleteMessagesOfSql(calls.length)).all(calls.map((c) => c.id)) as Array<{ message_count: number }>;
+              for (const set of sets) deleted += set.message_count;
+            }
+            return { calls, deleted };
+          })
+          .immediate(),
+      );
+      messages += batch.deleted;
+      const last = batch.calls[batch.calls.length - 1];
+      if (last === undefined || batch.calls.length < PRUNE_BATCH) break;
       after = { receivedAt: last.received_at, id: last.id };
       await yieldToEventLoop();
       this.#open();
     }
     let calls = 0;
     for (;;) {
-      const deleted = this.#pruneCalls.run(callsBefore.getTime(), PRUNE_BATCH).changes;
+      const deleted = (await this.#locked(() => this.#pruneCalls.run(callsBefore.getTime(), PRUNE_BATCH))).changes;
       calls += deleted;
       if (deleted < PRUNE_BATCH) break;
       await yieldToEventLoop();
       this.#open();
     }
+    this.#checkpointer?.poke();
     return { calls, messages };
   }
 
@@ -252,13 +506,15 @@ export class SqliteCallStore implements CallStore {
   /** Takes and releases the write lock: resolves only if a write could happen now. */
   async ping(): Promise<void> {
     const db = this.#open();
-    db.exec('BEGIN IMMEDIATE');
+    await this.#locked(() => db.exec('BEGIN IMMEDIATE'));
     db.exec('ROLLBACK');
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The worker's connection first: closing the last connection checkpoints and removes the WAL.
+    await this.#checkpointer?.close();
     this.#db.close();
   }
 }

@@ -2,7 +2,7 @@
 // directory) and PostgreSQL (a throwaway server from Debian's package). Each test gets an empty
 // database of its own.
 
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -11,6 +11,7 @@ import t from 'tap';
 import {
   CallQueryError,
   MIGRATIONS,
+  type CheckpointResult,
   PostgresCallStore,
   SqliteCallStore,
   callStoreKind,
@@ -21,7 +22,8 @@ import {
   type CallStore,
   type StoredSipMessage,
 } from '../../lib/call-log';
-import { FIND_SQL, INTERRUPT_SQL, listSql, validateQuery } from '../../lib/call-log/call-sql';
+import { FIND_SQL, INTERRUPT_SQL, listSql, toPostgres, validateQuery } from '../../lib/call-log/call-sql';
+import { MIGRATIONS_TABLE_SQL } from '../../lib/call-log/migrations';
 import { startTestPostgres, type TestPostgres } from '../support/postgres';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -34,6 +36,11 @@ interface TestDatabase {
   open(): Promise<Store>;
   /** Rows of schema_migrations. */
   migrationsApplied(): Promise<number>;
+  /**
+   * Before any store opened it: creates the schema as migration 1 left it, then runs `statements`
+   * (SQL with ? placeholders) on it, as an older release would have written the database.
+   */
+  atVersion1(statements: ReadonlyArray<{ sql: string; params: Array<string | number> }>): Promise<void>;
 }
 
 interface Backend {
@@ -149,6 +156,19 @@ const sqliteBackend: Backend = {
           db.close();
         }
       },
+      async atVersion1(statements) {
+        const db = new Database(file);
+        try {
+          db.transaction(() => {
+            db.exec(MIGRATIONS_TABLE_SQL);
+            for (const sql of MIGRATIONS[0]!.statements.sqlite) db.exec(sql);
+            db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (1, ?, 0)').run(MIGRATIONS[0]!.description);
+            for (const { sql, params } of statements) db.prepare(sql).run(params);
+          })();
+        } finally {
+          db.close();
+        }
+      },
     };
   },
 };
@@ -170,6 +190,20 @@ function postgresBackend(server: () => TestPostgres): Backend {
           await client.connect();
           try {
             return Number((await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM schema_migrations')).rows[0]?.n);
+          } finally {
+            await client.end();
+          }
+        },
+        async atVersion1(statements) {
+          const client = new Client({ connectionString: url });
+          await client.connect();
+          try {
+            await client.query('BEGIN');
+            await client.query(MIGRATIONS_TABLE_SQL);
+            for (const sql of MIGRATIONS[0]!.statements.postgres) await client.query(sql);
+            await client.query('INSERT INTO schema_migrations (version, description, applied_at) VALUES (1, $1, 0)', [MIGRATIONS[0]!.description]);
+            for (const { sql, params } of statements) await client.query(toPostgres(sql), params);
+            await client.query('COMMIT');
           } finally {
             await client.end();
           }
@@ -383,6 +417,130 @@ function storeSuite(tt: TapTest, backend: Backend): void {
     }
   });
 
+  tt.test('write: records and captures in one batch; the later record of an id wins; a capture is stored once', async (t2) => {
+    const store = await fresh(t2);
+    const ringing = open('w1', { state: 'early', answeredAt: null });
+    const answered = open('w1', { state: 'answered', updatedAt: at(3_000) });
+    const other = record('w2', { receivedAt: at(1) });
+    const capture = [message('a', 0, 'INVITE'), message('b', 2, 'INVITE b'), message('a', 2, 'same ms, later'), message('a', 1, '100 Trying')];
+    await store.write({ records: [ringing, other, answered], messages: [{ callId: 'w2', messages: capture }, { callId: 'w1', messages: [] }] });
+    t2.strictSame(await store.get('w1'), answered, 'the later of two records with one id');
+    t2.strictSame(await store.get('w2'), other);
+    t2.strictSame(
+      (await store.messages('w2')).map((m) => m.text),
+      ['INVITE', '100 Trying', 'INVITE b', 'same ms, later'],
+      'messages in time order, equal times as given',
+    );
+    t2.strictSame((await store.messages('w2'))[2], capture[1], 'every field round-trips');
+    t2.strictSame(await store.messages('w1'), [], 'an empty capture stores nothing');
+
+    await store.write({ records: [], messages: [{ callId: 'w2', messages: [message('a', 5, 'read again')] }] });
+    t2.equal((await store.messages('w2')).length, 4, 'a call\'s capture written again is ignored, not doubled');
+    await store.write({
+      records: [],
+      messages: [
+        { callId: 'w1', messages: [message('a', 0, 'first')] },
+        { callId: 'w1', messages: [message('a', 0, 'second')] },
+      ],
+    });
+    t2.strictSame((await store.messages('w1')).map((m) => m.text), ['first'], 'twice in one batch: the first');
+    await store.addMessages('w1', [message('b', 1, 'appended')]);
+    t2.strictSame((await store.messages('w1')).map((m) => m.text), ['first', 'appended'], 'addMessages still appends');
+    await store.write({ records: [], messages: [] });
+    t2.pass('an empty batch is fine');
+  });
+
+  tt.test('write: each later state of a call replaces every field, whichever columns changed', async (t2) => {
+    const store = await fresh(t2);
+    const received = open('st-1', { state: 'received', bCallId: null, ringingAt: null, answeredAt: null, postDialDelayMs: null, updatedAt: at(0) });
+    const ringing = { ...received, state: 'early' as const, bCallId: 'b-st-1', ringingAt: at(701), postDialDelayMs: 701, updatedAt: at(701) };
+    const answered = { ...ringing, state: 'answered' as const, answeredAt: at(2_345), updatedAt: at(2_345) };
+    const ended = record('st-1', { bCallId: 'b-st-1', transfers: ['6010'], updatedAt: at(12_400) });
+    for (const r of [received, ringing, answered, ended]) {
+      await store.write({ records: [r], messages: [] });
+      t2.strictSame(await store.get('st-1'), r, `${r.state}: as written`);
+    }
+    t2.strictSame(await ids(store, { text: 'b-st-1' }), ['st-1'], 'found by the B-leg Call-ID it got on the way');
+    // Who called changes (an import, a correction): every field again.
+    const corrected = { ...ended, callerName: 'Carol', callerPort: 5070, instance: 'b2bua-9', updatedAt: at(13_000) };
+    await store.write({ records: [corrected], messages: [] });
+    t2.strictSame(await store.get('st-1'), corrected, 'a changed caller is written too');
+    t2.strictSame(await ids(store, { text: 'carol' }), ['st-1']);
+    // A record for a call whose row went (pruned) is inserted again.
+    await store.prune(at(1_000_000), at(1_000_000));
+    await store.write({ records: [{ ...answered, updatedAt: at(14_000) }], messages: [] });
+    t2.strictSame(await store.get('st-1'), { ...answered, updatedAt: at(14_000) }, 'inserted again after a prune');
+  });
+
+  tt.test('write: a batch larger than one transaction or statement is all stored', async (t2) => {
+    const store = await fresh(t2);
+    const records = Array.from({ length: 1234 }, (_, i) => open(`big-${String(i).padStart(4, '0')}`, { receivedAt: at(i) }));
+    const text = `INVITE sip:6002@pbx SIP/2.0\r\n${'X-Pad: 0123456789abcdef\r\n'.repeat(24)}\r\n`;
+    const messages = records.slice(0, 120).map((r) => ({ callId: r.id, messages: Array.from({ length: 28 }, (_, k) => message(k % 2 === 0 ? 'a' : 'b', k, `${k} ${text}`)) }));
+    await store.write({ records, messages });
+    t2.equal((await store.stats(at(0), at(2000))).calls, 1234, 'every record');
+    t2.equal((await store.messages('big-0119')).length, 28, 'every capture');
+    t2.equal((await store.messages('big-0120')).length, 0, 'and no other');
+    t2.strictSame((await store.prune(at(5000), at(5000))), { calls: 1234, messages: 120 * 28 }, 'prune counts the messages of the sets it deletes');
+  });
+
+  tt.test('migration 2: the messages of a v1 database move into one set per call, in the same order', async (t2) => {
+    const db = await backend.fresh(t2);
+    const v1Message = (callId: string, seq: number, m: StoredSipMessage): { sql: string; params: Array<string | number> } => ({
+      sql: 'INSERT INTO call_messages (call_id, leg, seq, at, dir, transport, peer, local, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      params: [callId, m.leg, seq, m.at.getTime(), m.dir, m.transport, m.peer, m.local, m.text],
+    });
+    const unicode = 'MESSAGE with "quotes", \\ backslash, tab\t, \u00e9t\u00e9 and \u{1F600}\r\n\r\nbody';
+    const old = [message('a', 0, 'INVITE'), message('b', 9, 'BYE'), message('a', 9, 'BYE same ms, appended later'), message('b', 3, unicode)];
+    await db.atVersion1([
+      v1Message('v1', 1, old[0]!),
+      v1Message('v1', 2, old[1]!),
+      v1Message('v1', 3, old[2]!),
+      v1Message('v1', 4, old[3]!),
+      v1Message('v1-other', 1, message('a', 0, 'other call')),
+    ]);
+    const store = await db.open();
+    t2.equal(await db.migrationsApplied(), MIGRATIONS.length, 'migrated to the latest version');
+    t2.strictSame(await store.messages('v1'), [old[0], old[3], old[1], old[2]], 'the same messages in the same order, every field intact');
+    t2.strictSame((await store.messages('v1-other')).map((m) => m.text), ['other call']);
+    await store.addMessages('v1', [message('a', 10, 'appended after the migration')]);
+    t2.equal((await store.messages('v1')).length, 5, 'appends continue');
+    await store.write({ records: [], messages: [{ callId: 'v1', messages: [message('a', 0, 'again')] }] });
+    t2.equal((await store.messages('v1')).length, 5, 'a migrated call counts as having its capture');
+  });
+
+  tt.test('stage: recovery applies what was staged and not written, where newer, for its instance', async (t2) => {
+    const db = await backend.fresh(t2);
+    const store = await db.open();
+    const other = await db.open();
+    const answered = open('s-answered', { answeredAt: at(1_500), updatedAt: at(1_500) });
+    await store.stage([answered]);
+    // Staged, then written by its store: nothing left to apply.
+    await store.stage([open('s-written', { state: 'early', answeredAt: null, updatedAt: at(500) })]);
+    await store.write({ records: [record('s-written', { updatedAt: at(20_000) })], messages: [] });
+    // Staged, then a newer state written by another store (connection): the staged one is older.
+    await store.stage([open('s-older', { updatedAt: at(900) })]);
+    await other.write({ records: [record('s-older', { updatedAt: at(30_000) })], messages: [] });
+    // Another instance's.
+    await store.stage([open('s-theirs', { instance: 'b2bua-2' })]);
+
+    t2.same((await store.interruptUnfinished('b2bua-1', at(10_001))).sort(), ['s-answered'], 'the staged answered call, closed');
+    t2.strictSame(await store.get('s-answered'), {
+      ...answered,
+      state: 'ended',
+      outcome: 'interrupted',
+      hangupBy: 'system',
+      endedAt: at(10_001),
+      durationSec: 10.001,
+      billableSec: 9,
+      updatedAt: at(10_001),
+    }, 'every field as staged, then interrupted');
+    t2.match(await store.get('s-written'), { state: 'ended', outcome: 'answered' }, 'a written call keeps its written state');
+    t2.match(await store.get('s-older'), { state: 'ended', updatedAt: at(30_000) }, 'an older staged record does not overwrite a newer one');
+    t2.same(await store.interruptUnfinished('b2bua-1', at(20_000)), [], 'applied once');
+    t2.same(await store.interruptUnfinished('b2bua-2', at(20_000)), ['s-theirs'], 'the other instance\'s, at its own recovery');
+  });
+
   tt.test('interruptUnfinished closes only this instance\'s open calls, once', async (t2) => {
     const store = await fresh(t2);
     const answered = open('open-answered', { receivedAt: at(0), answeredAt: at(1_500) });
@@ -501,6 +659,80 @@ t.test('SqliteCallStore', async (tt) => {
     const db = new Database(file, { readonly: true });
     t2.equal(db.pragma('journal_mode', { simple: true }), 'wal');
     db.close();
+  });
+
+  tt.test('write: a large batch runs as several short transactions, in order, yielding between them', async (t2) => {
+    const dir = mkdtempSync(join(tmpdir(), 'call-log-chunks-'));
+    t2.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const transactions: Array<{ records: number; sets: number }> = [];
+    const store = SqliteCallStore.open(join(dir, 'calls.sqlite'), { onTransaction: (_ms, records, sets) => transactions.push({ records, sets }) });
+    t2.teardown(() => store.close());
+    const records = Array.from({ length: 200 }, (_, i) => open(`t-${i}`, { receivedAt: at(i) }));
+    const text = 'x'.repeat(600);
+    const messages = records.slice(0, 40).map((r) => ({ callId: r.id, messages: Array.from({ length: 28 }, (_, k) => message('a', k, text)) }));
+    let turns = 0;
+    const ticker = setInterval(() => (turns += 1), 0);
+    await store.write({ records: [...records, open('t-0', { state: 'ended' })], messages });
+    clearInterval(ticker);
+    t2.ok(transactions.length > 2, `several transactions (${transactions.length})`);
+    t2.equal(transactions.reduce((n, x) => n + x.records, 0), 201, 'holding every record');
+    t2.equal(transactions.reduce((n, x) => n + x.sets, 0), 40, 'and every capture');
+    t2.ok(transactions.every((x) => x.records + x.sets > 0), 'none empty');
+    t2.equal((await store.get('t-0'))?.state, 'ended', 'in order: the later record of t-0, in a later transaction, wins');
+    t2.ok(turns > 0, 'timers ran while it was written');
+  });
+
+  tt.test('checkpoint: worker: a second connection on a worker thread checkpoints; close() stops it first', async (t2) => {
+    const dir = mkdtempSync(join(tmpdir(), 'call-log-checkpoint-'));
+    t2.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'calls.sqlite');
+    let checkpointed: (r: CheckpointResult) => void = () => undefined;
+    const store = SqliteCallStore.open(file, { checkpoint: 'worker', checkpointIntervalMs: 0, onCheckpoint: (r) => checkpointed(r) });
+    const done = new Promise<CheckpointResult>((resolve) => (checkpointed = resolve));
+    await store.write({ records: [record('k1'), record('k2')], messages: [{ callId: 'k1', messages: [message('a', 0, 'x'.repeat(20_000))] }] });
+    const result = await done;
+    t2.ok(result.log > 0, `the WAL had frames (${result.log})`);
+    t2.equal(result.checkpointed, result.log, 'all copied into the database file');
+    t2.equal((await store.get('k1'))?.id, 'k1', 'the store reads on');
+    await store.close();
+    t2.notOk(existsSync(`${file}-wal`), 'closed last, the store\'s own connection removed the WAL: the worker\'s was closed');
+    const reopened = SqliteCallStore.open(file);
+    t2.teardown(() => reopened.close());
+    t2.equal((await reopened.messages('k1')).length, 1, 'everything is in the file');
+  });
+
+  tt.test('checkpoint: worker: under steady writes the WAL is restarted, not left to grow; no write fails on the lock', async (t2) => {
+    const dir = mkdtempSync(join(tmpdir(), 'call-log-wal-'));
+    t2.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'calls.sqlite');
+    const results: CheckpointResult[] = [];
+    let first: (() => void) | undefined;
+    const started = new Promise<void>((resolve) => (first = resolve));
+    const store = SqliteCallStore.open(file, {
+      checkpoint: 'worker',
+      checkpointIntervalMs: 0,
+      onCheckpoint: (r) => {
+        results.push(r);
+        first?.();
+      },
+    });
+    t2.teardown(() => store.close());
+    // The worker is up (it starts with the store: long before calls, in a B2BUA).
+    await store.write({ records: [record('wal-start', { receivedAt: at(-DAY) })], messages: [] });
+    await started;
+    const text = 'x'.repeat(20_000);
+    let walMax = 0;
+    // ~24 MB through the WAL, a write every turn of the event loop: checkpoints always overlap writes.
+    for (let b = 0; b < 120; b += 1) {
+      const records = Array.from({ length: 10 }, (_, k) => open(`wal-${b}-${k}`, { receivedAt: at(b * 10 + k) }));
+      await store.write({ records, messages: records.map((r) => ({ callId: r.id, messages: [message('a', 0, text)] })) });
+      if (existsSync(`${file}-wal`)) walMax = Math.max(walMax, statSync(`${file}-wal`).size);
+    }
+    const restarts = results.filter((r) => r.mode === 'RESTART' && !r.busy).length;
+    t2.ok(restarts > 0, `the worker restarted the WAL (${restarts} of ${results.length} checkpoints)`);
+    t2.ok(walMax < 16 * 1024 * 1024, `the WAL stayed small: at most ${(walMax / 1024 / 1024).toFixed(1)} MiB for ~24 MiB written`);
+    t2.equal((await store.stats(at(0), at(10_000))).calls, 1200, 'every record written');
+    t2.equal((await store.messages('wal-119-9')).length, 1);
   });
 
   tt.test('fixed statistics: the planner takes the intended index for each filter', async (t2) => {
