@@ -3,9 +3,9 @@ import type Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
 import type { MediaAnchor } from '../media/media-anchor';
 import type { CallLimits } from './call-limits';
-import { CallSession, HEADER_FROM_APP, type CallSummary } from './call-session';
+import { CallSession, HEADER_FROM_APP, type CallSessionContext, type CallSummary } from './call-session';
 import type { DialPlan } from './dial-plan';
-import { sendResponse, type SrfRequest, type SrfResponse } from './srf-adapter';
+import { coalesceWrites, sendResponse, socketOf, type SrfRequest, type SrfResponse } from './srf-adapter';
 
 export interface B2buaServiceOptions {
   readonly srf: Srf;
@@ -45,6 +45,8 @@ export function userOf(uri: string): string {
  */
 export class B2buaService extends EventEmitter<B2buaServiceEvents> {
   readonly #opts: B2buaServiceOptions;
+  /** What every CallSession needs from the service: one object shared by all of them. */
+  readonly #sessionContext: CallSessionContext;
   readonly #sessions = new Map<string, CallSession>();
   #accepting = true;
   #drainWaiters: Array<() => void> = [];
@@ -53,6 +55,15 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
   constructor(options: B2buaServiceOptions) {
     super();
     this.#opts = options;
+    this.#sessionContext = {
+      srf: options.srf,
+      media: options.media,
+      kamailioUri: options.kamailioUri,
+      instance: options.instance,
+      noAnswerTimeoutMs: options.noAnswerTimeoutMs,
+      dialPlan: options.dialPlan,
+      logger: options.logger,
+    };
   }
 
   /** Starts taking INVITEs from the drachtio server. */
@@ -74,6 +85,7 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
 
   handleInvite(req: SrfRequest, res: SrfResponse): void {
     this.#counters.received++;
+    coalesceWrites(socketOf(req));
     const log = this.#opts.logger;
     const refuse = (why: AdmissionRefusal, status: number, reason: string, headers: Record<string, string> = {}): void => {
       this.#counters.refused++;
@@ -110,20 +122,7 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
     }
     let session: CallSession;
     try {
-      session = new CallSession(
-        {
-          srf: this.#opts.srf,
-          media: this.#opts.media,
-          kamailioUri: this.#opts.kamailioUri,
-          instance: this.#opts.instance,
-          noAnswerTimeoutMs: this.#opts.noAnswerTimeoutMs,
-          dialPlan: this.#opts.dialPlan,
-          logger: log,
-        },
-        req,
-        res,
-        callee,
-      );
+      session = new CallSession(this.#sessionContext, req, res, callee);
     } catch (err) {
       slot.release();
       log.warn({ err: (err as Error).message, callId: req.get('Call-ID') }, 'INVITE could not be taken');
@@ -131,15 +130,25 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
       return;
     }
     this.#counters.admitted++;
+    this.#track(session, slot.release);
+    this.emit('session', session);
+    void session.run();
+  }
+
+  /**
+   * Keeps a session in the registry until it ends. Its own scope on purpose: a listener created
+   * in handleInvite would share that function's closure context, and with it the INVITE and its
+   * response object, for the whole life of the call.
+   */
+  #track(session: CallSession, release: () => void): void {
     this.#sessions.set(session.id, session);
-    session.once('end', (summary) => {
-      slot.release();
-      this.#sessions.delete(session.id);
+    // 'end' comes once: a plain listener (no once-wrapper) for the life of the call.
+    session.on('end', (summary) => {
+      release();
+      this.#sessions.delete(summary.id);
       this.emit('call-end', summary);
       if (this.#sessions.size === 0) this.#notifyDrained();
     });
-    this.emit('session', session);
-    void session.run();
   }
 
   /** Stops taking new calls: INVITEs get 503 with Retry-After from now on. */

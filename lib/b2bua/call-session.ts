@@ -10,11 +10,14 @@ import {
   cancelRequest,
   createUac,
   destroyDialog,
+  detached,
   isConnected,
   dialogRequest,
   modifyDialog,
   sendResponse,
+  sendResponseNoWait,
   sipFailureOf,
+  slimDialog,
   tagOf,
   withoutTag,
   type SrfDialog,
@@ -91,6 +94,9 @@ interface Leg {
 
 const RELAYED_HEADERS = ['Content-Type', 'Info-Package', 'Event', 'Subscription-State', 'Accept', 'Allow-Events', 'Referred-By'];
 
+/** The dialog events a bridged leg follows (see CallSession#attach). */
+const LEG_EVENTS = ['destroy', 'modify', 'update', 'info', 'options', 'message', 'notify', 'refer'] as const;
+
 /** Percent-decoding that never throws (a malformed escape is kept as it is). */
 export function safeDecode(value: string): string {
   try {
@@ -115,20 +121,41 @@ function isHold(sdp: string): boolean {
   return /^a=(sendonly|inactive)\s*$/m.test(sdp) || /^c=IN IP4 0\.0\.0\.0\s*$/m.test(sdp);
 }
 
+function hasOffer(sdp: string | undefined): sdp is string {
+  return sdp !== undefined && sdp !== '' && /^m=/m.test(sdp);
+}
+
+/** The caller's INVITE and its response object, kept until the call is answered or ends. */
+interface ALegTransaction {
+  readonly req: SrfRequest;
+  readonly res: SrfResponse;
+}
+
 /**
  * One call through the B2BUA: the A leg (the caller's INVITE, handed to us by Kamailio through
  * the engine) bridged to a B leg sent back through Kamailio to the same extension, with media
- * anchored in RTPEngine. It owns both legs, the media session and a child logger carrying the
- * call id; every ending path deletes the media session, ends both legs and emits `end` once.
+ * anchored in RTPEngine. It owns both legs and the media session; every ending path deletes the
+ * media session, ends both legs and emits `end` once.
+ *
+ * Per call it logs two lines at info, `call received` and `call ended` (with the outcome, the
+ * statuses, the durations and the media figures); the steps between are at debug. Every line
+ * carries `callId` (the session id, also sent as X-Call-ID).
+ *
+ * Memory: a bridged call holds its two dialogs, the summary and little else. The caller's INVITE
+ * and its response object are dropped once answered, and both dialogs are slimmed (slimDialog):
+ * drachtio-srf would otherwise keep four parsed SIP messages and their wire frames per call.
  */
 export class CallSession extends EventEmitter<CallSessionEvents> {
   readonly id: string;
   readonly summary: CallSummary;
-  readonly log: Logger;
   readonly #ctx: CallSessionContext;
-  readonly #req: SrfRequest;
-  readonly #res: SrfResponse;
+  readonly #log: Logger;
+  /** Until answered (or ended): the caller's INVITE and the response object answering it. */
+  #a: ALegTransaction | undefined;
   readonly #aTag: string;
+  /** The caller as a From header value without tag (what the callee's leg shows). */
+  readonly #aIdentity: string;
+  readonly #maxForwards: number;
   #state: CallState = 'received';
   #bReq: SrfRequest | undefined;
   #cancelRequested = false;
@@ -143,30 +170,41 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   #transferor: Leg | undefined;
   #transferorGone = false;
   #finishing: Promise<void> | undefined;
-  /** Serialises the A-leg answers we send (183 before 200, whatever their async media work). */
+  /**
+   * Serialises the A-leg answers we send (183 before 200, whatever their async media work);
+   * #aLegPending counts the jobs in it, so that with none a provisional goes out at once.
+   */
   #aLegQueue: Promise<void> = Promise.resolve();
-  readonly #timers = new Set<NodeJS.Timeout>();
+  #aLegPending = 0;
+  /** Timers of transfers (the transferor's BYE wait); created on the first transfer. */
+  #timers: Set<NodeJS.Timeout> | undefined;
+  #calleeGoneEarly = false;
+  #receivedLogged = false;
 
   constructor(ctx: CallSessionContext, req: SrfRequest, res: SrfResponse, callee: string) {
     super();
     this.#ctx = ctx;
-    this.#req = req;
-    this.#res = res;
+    this.#log = ctx.logger;
+    this.#a = { req, res };
     this.id = randomUUID();
+    const fromValue = req.get('From');
     const from = req.getParsedHeader('From');
-    this.#aTag = tagOf(req.get('From')) ?? '';
+    this.#aTag = detached(tagOf(fromValue) ?? '');
+    this.#aIdentity = detached(withoutTag(fromValue));
+    const mf = Number(req.get('Max-Forwards'));
+    this.#maxForwards = Number.isInteger(mf) && mf > 0 ? mf - 1 : 69;
     const user = /^sips?:([^@;>]+)@/.exec(from.uri)?.[1] ?? '';
     this.summary = {
       id: this.id,
       instance: ctx.instance,
       caller: {
-        user: safeDecode(user),
-        displayName: from.name ? from.name.replace(/^"|"$/g, '') : undefined,
-        address: req.source_address,
+        user: detached(safeDecode(user)),
+        displayName: from.name ? detached(from.name.replace(/^"|"$/g, '')) : undefined,
+        address: detached(req.source_address),
         port: Number(req.source_port),
       },
       callee,
-      aLeg: { callId: req.get('Call-ID'), status: undefined, reason: undefined },
+      aLeg: { callId: detached(req.get('Call-ID')), status: undefined, reason: undefined },
       bLeg: { callId: '', status: undefined, reason: undefined },
       state: 'received',
       receivedAt: new Date(),
@@ -179,7 +217,6 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       transfers: [],
       bCallIds: [],
     };
-    this.log = ctx.logger.child({ callId: this.id });
     req.on('cancel', () => this.#onCallerCancel());
   }
 
@@ -196,7 +233,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     try {
       await this.#setup();
     } catch (err) {
-      this.log.error({ err }, 'call setup failed unexpectedly');
+      this.#logReceived();
+      this.#log.error({ callId: this.id, err }, 'call setup failed unexpectedly');
       await this.#failA(500, 'Internal Server Error');
       await this.#finish('failed', 'system');
     }
@@ -205,7 +243,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   /** Ends the call from outside (operator hang-up, shutdown): BYE or CANCEL as the state needs. */
   async hangup(by: HangupSide = 'operator'): Promise<void> {
     if (this.ended) return;
-    this.log.info({ by }, 'hang-up requested');
+    this.#log.info({ callId: this.id, by, state: this.#state }, 'hang-up requested');
     if (this.#legs) {
       this.summary.hangupBy ??= by;
       await this.#endBridge(undefined, by);
@@ -225,7 +263,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
    */
   async abandon(): Promise<void> {
     if (this.ended) return;
-    this.log.warn({ state: this.#state }, 'drachtio connection lost: call abandoned');
+    this.#log.warn({ callId: this.id, state: this.#state }, 'drachtio connection lost: call abandoned');
     this.#cancelRequested = true;
     this.summary.outcome = 'interrupted';
     await this.#finish(this.#legs ? 'ended' : 'failed', 'system');
@@ -239,20 +277,31 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (!canTransition(prev, next)) throw new CallStateError(prev, next);
     this.#state = next;
     this.summary.state = next;
-    this.log.debug({ from: prev, to: next }, 'call state');
+    this.#log.debug({ callId: this.id, from: prev, to: next }, 'call state');
     this.emit('state', next, prev);
   }
 
   // ---- set-up ----------------------------------------------------------------------------
 
+  /**
+   * The call's first line. Written once the B leg's INVITE is out (or the call failed before):
+   * a log write wakes the process reading our output, which may take the CPU from us for a
+   * while, and nothing on the way to the callee should wait for that.
+   */
+  #logReceived(): void {
+    if (this.#receivedLogged) return;
+    this.#receivedLogged = true;
+    const { caller, callee, aLeg } = this.summary;
+    this.#log.info({ callId: this.id, caller: caller.user, callee, aCallId: aLeg.callId, source: `${caller.address}:${caller.port}` }, 'call received');
+  }
+
   async #setup(): Promise<void> {
-    const req = this.#req;
+    const a = this.#a;
+    if (!a) return;
     const { media } = this.#ctx;
-    this.log.info(
-      { caller: this.summary.caller.user, callee: this.summary.callee, aCallId: this.summary.aLeg.callId, source: `${req.source_address}:${req.source_port}` },
-      'call received',
-    );
-    if (!req.body || !/^m=/m.test(req.body)) {
+    const body = a.req.body;
+    if (!hasOffer(body)) {
+      this.#logReceived();
       // A late offer (INVITE without SDP) would need the offer from the callee's 200 anchored and
       // the caller's answer carried in its ACK; not supported with media anchoring.
       await this.#failA(488, 'Not Acceptable Here', { Warning: '399 b2bua "an SDP offer in the INVITE is required"' });
@@ -263,33 +312,33 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     try {
       // Set first: a hang-up during the offer must still delete (delete waits for the offer).
       this.#mediaAnchored = true;
-      offer = await media.offer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, sdp: req.body });
+      offer = await media.offer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, sdp: body });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, code: err instanceof MediaError ? err.code : undefined }, 'media offer failed');
+      this.#logReceived();
+      this.#log.warn({ callId: this.id, err: (err as Error).message, code: err instanceof MediaError ? err.code : undefined }, 'media offer failed');
       if (!this.#cancelRequested) await this.#failA(503, 'Service Unavailable', { Reason: 'Q.850;cause=47;text="media server unavailable"' });
       await this.#finish(this.#cancelRequested ? 'cancelled' : 'failed', this.#cancelRequested ? 'caller' : 'system');
       return;
     }
     if (this.#cancelRequested) {
+      this.#logReceived();
       await this.#finish('cancelled', 'caller');
       return;
     }
     this.#setState('proceeding');
     let uac: SrfDialog;
     try {
-      uac = await this.#sendBLeg(this.summary.callee, offer, withoutTag(req.get('From')), req.get('To'));
+      const answered = this.#sendBLeg(this.summary.callee, offer, this.#aIdentity, a.req.get('To'));
+      this.#logReceived();
+      uac = await answered;
     } catch (err) {
+      this.#logReceived();
       this.#clearNoAnswerTimer();
       await this.#onBLegFailed(err);
       return;
     }
     this.#clearNoAnswerTimer();
     await this.#onBLegAnswered(uac);
-  }
-
-  #maxForwards(): number {
-    const mf = Number(this.#req.get('Max-Forwards'));
-    return Number.isInteger(mf) && mf > 0 ? mf - 1 : 69;
   }
 
   #uriFor(extension: string): string {
@@ -301,7 +350,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     const headers: Record<string, string> = {
       From: from,
       To: to ?? `<sip:${extension}@${this.#ctx.kamailioUri.replace(/^sips?:/, '').replace(/;.*$/, '')}>`,
-      'Max-Forwards': String(this.#maxForwards()),
+      'Max-Forwards': String(this.#maxForwards),
       [HEADER_CALL_ID]: this.id,
       [HEADER_FROM_APP]: this.#ctx.instance,
       ...extra,
@@ -310,9 +359,9 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     return createUac(this.#ctx.srf, this.#uriFor(extension), { headers, localSdp: sdp }, {
       onRequest: (bReq) => {
         this.#bReq = bReq;
-        this.summary.bLeg.callId = bReq.get('Call-ID');
+        this.summary.bLeg.callId = detached(bReq.get('Call-ID'));
         this.summary.bCallIds.push(this.summary.bLeg.callId);
-        this.log.info({ bCallId: this.summary.bLeg.callId, uri: bReq.uri }, 'B leg sent');
+        this.#log.debug({ callId: this.id, bCallId: this.summary.bLeg.callId, uri: bReq.uri }, 'B leg sent');
         // A CANCEL that arrived while the B leg was being created still ends it.
         if (this.#cancelRequested) cancelRequest(bReq);
       },
@@ -325,7 +374,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.#noAnswerTimer = setTimeout(() => {
       this.#noAnswerTimer = undefined;
       if (this.#legs || this.ended) return;
-      this.log.info({ afterMs: this.#ctx.noAnswerTimeoutMs }, 'no answer: cancelling the B leg');
+      this.#log.debug({ callId: this.id, afterMs: this.#ctx.noAnswerTimeoutMs }, 'no answer: cancelling the B leg');
       this.#noAnswer = true;
       if (this.#bReq) cancelRequest(this.#bReq);
     }, this.#ctx.noAnswerTimeoutMs);
@@ -336,31 +385,59 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.#noAnswerTimer = undefined;
   }
 
+  /**
+   * A provisional response from the callee, relayed to the caller. One without SDP (180 Ringing)
+   * goes out at once when nothing is queued before it: no media work, and nothing waits for the
+   * server's echo of it. One with SDP (early media) first has its answer anchored; whatever comes
+   * after it waits its turn in the queue.
+   */
   #onBLegProvisional(res: SrfResponse): void {
     if (this.#cancelRequested || this.ended) return;
     const status = res.status;
     if (status === 100) return;
     this.summary.ringingAt ??= new Date();
     const body = res.body;
-    const toTag = tagOf(res.get('To'));
-    this.#queueA(async () => {
-      if (this.#aFinal || this.ended || this.#res.finalResponseSent) return;
-      if (body && /^m=/m.test(body) && toTag) {
+    const reason = res.reason;
+    const toTag = hasOffer(body) ? tagOf(res.get('To')) : undefined;
+    if (toTag === undefined && this.#aLegPending === 0) {
+      this.#relayProvisional(status, reason);
+      return;
+    }
+    void this.#queueA(async () => {
+      const a = this.#a;
+      if (this.#aFinal || this.ended || !a || a.res.finalResponseSent) return;
+      if (toTag !== undefined && body !== undefined) {
         const sdp = await this.#ctx.media.answer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, toTag, sdp: body });
-        if (this.#aFinal || this.#res.finalResponseSent) return;
-        await sendResponse(this.#res, status, res.reason, { body: sdp, headers: { 'Content-Type': 'application/sdp', [HEADER_CALL_ID]: this.id } });
+        if (this.#aFinal || a.res.finalResponseSent) return;
+        await sendResponse(a.res, status, reason, { body: sdp, headers: { 'Content-Type': 'application/sdp', [HEADER_CALL_ID]: this.id } });
         if (this.#state === 'proceeding') this.#setState('early');
+        this.#log.debug({ callId: this.id, status }, 'early media relayed to the caller');
       } else {
-        await sendResponse(this.#res, status, res.reason, { headers: { [HEADER_CALL_ID]: this.id } });
+        this.#relayProvisional(status, reason);
       }
-      this.log.debug({ status }, 'provisional relayed to the caller');
     });
   }
 
+  #relayProvisional(status: number, reason: string): void {
+    const a = this.#a;
+    if (this.#aFinal || this.ended || !a || a.res.finalResponseSent) return;
+    try {
+      sendResponseNoWait(a.res, status, reason, { headers: { [HEADER_CALL_ID]: this.id } });
+    } catch (err) {
+      this.#log.warn({ callId: this.id, err: (err as Error).message, status }, 'relaying a provisional response to the caller failed');
+    }
+  }
+
   #queueA(work: () => Promise<void>): Promise<void> {
-    const next = this.#aLegQueue.then(work).catch((err: unknown) => {
-      this.log.warn({ err: (err as Error).message }, 'relaying to the caller failed');
-    });
+    this.#aLegPending++;
+    const next = this.#aLegQueue
+      .then(work)
+      .catch((err: unknown) => {
+        this.#log.warn({ callId: this.id, err: (err as Error).message }, 'relaying to the caller failed');
+      })
+      .finally(() => {
+        this.#aLegPending--;
+      });
     this.#aLegQueue = next;
     return next;
   }
@@ -373,7 +450,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     await this.#aLegQueue;
     if (this.#cancelRequested && !this.#noAnswer) {
-      this.log.info({ status: failure?.status }, 'call cancelled by the caller');
+      this.#log.debug({ callId: this.id, status: failure?.status }, 'call cancelled by the caller');
       await this.#finish('cancelled', this.summary.hangupBy ?? 'caller');
       return;
     }
@@ -384,34 +461,36 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       return;
     }
     if (!failure) {
-      this.log.error({ err: (err as Error).message }, 'B leg could not be sent');
+      this.#log.error({ callId: this.id, err: (err as Error).message }, 'B leg could not be sent');
       await this.#failA(503, 'Service Unavailable');
       await this.#finish('failed', 'system');
       return;
     }
     // Relay the callee's failure as is, except challenges meant for us (the caller cannot answer them).
     const { status, reason } = failure.status === 401 || failure.status === 407 ? { status: 500, reason: 'Downstream Authentication Required' } : failure;
-    this.log.info({ status: failure.status, reason: failure.reason }, 'B leg failed');
+    this.#log.debug({ callId: this.id, status: failure.status, reason: failure.reason }, 'B leg failed');
     await this.#failA(status, reason);
     await this.#finish('failed', 'callee');
   }
 
   async #onBLegAnswered(uac: SrfDialog): Promise<void> {
     // The callee may hang up before the caller's leg is answered and the two are bridged.
-    let calleeGone = false;
-    uac.once('destroy', () => {
-      calleeGone = true;
-    });
-    if (!isConnected(uac)) calleeGone = true;
+    const onGone = (): void => {
+      this.#calleeGoneEarly = true;
+    };
+    uac.once('destroy', onGone);
+    if (!isConnected(uac)) this.#calleeGoneEarly = true;
     await this.#aLegQueue;
-    const bTag = uac.sip.remoteTag;
-    const bIdentity = withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`);
+    const bTag = detached(uac.sip.remoteTag);
+    const bIdentity = detached(withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`));
     const bLeg: Leg = { dialog: uac, tag: bTag, side: 'callee', identity: bIdentity };
     this.summary.bLeg.status = 200;
     this.summary.bLeg.reason = 'OK';
-    if (this.#cancelRequested || this.ended) {
+    const a = this.#a;
+    if (this.#cancelRequested || this.ended || !a) {
       // The callee answered as the caller's CANCEL arrived: the caller has its 487; end the callee.
-      this.log.info('callee answered after the caller cancelled: BYE to the callee');
+      this.#log.debug({ callId: this.id }, 'callee answered after the caller cancelled: BYE to the callee');
+      uac.off('destroy', onGone);
       await destroyDialog(uac, { headers: { Reason: 'SIP;cause=487;text="Request Terminated"' } }).catch(() => undefined);
       await this.#finish('cancelled', this.summary.hangupBy ?? 'caller');
       return;
@@ -420,14 +499,15 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     try {
       sdpForA = await this.#ctx.media.answer({ callId: this.summary.aLeg.callId, fromTag: this.#aTag, toTag: bTag, sdp: uac.remote.sdp });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'media answer failed');
+      this.#log.warn({ callId: this.id, err: (err as Error).message }, 'media answer failed');
+      uac.off('destroy', onGone);
       await destroyDialog(uac).catch(() => undefined);
       await this.#failA(503, 'Service Unavailable', { Reason: 'Q.850;cause=47;text="media server unavailable"' });
       await this.#finish('failed', 'system');
       return;
     }
-    if (calleeGone) {
-      this.log.info('the callee hung up before the caller was answered');
+    if (this.#calleeGoneEarly) {
+      this.#log.debug({ callId: this.id }, 'the callee hung up before the caller was answered');
       this.summary.hangupBy ??= 'callee';
       await this.#failA(480, 'Temporarily Unavailable');
       await this.#finish('failed', 'callee');
@@ -435,12 +515,13 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     let uas: SrfDialog;
     try {
-      uas = await this.#ctx.srf.createUAS(this.#req, this.#res, {
+      uas = await this.#ctx.srf.createUAS(a.req, a.res, {
         localSdp: sdpForA,
         headers: { [HEADER_CALL_ID]: this.id },
       });
     } catch (err) {
-      this.log.info({ err: (err as Error).message }, 'caller gone before the answer: BYE to the callee');
+      this.#log.debug({ callId: this.id, err: (err as Error).message }, 'caller gone before the answer: BYE to the callee');
+      uac.off('destroy', onGone);
       await destroyDialog(uac).catch(() => undefined);
       await this.#finish(this.#cancelRequested ? 'cancelled' : 'failed', 'caller');
       return;
@@ -449,25 +530,32 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.summary.aLeg.reason = 'OK';
     this.summary.answeredAt = new Date();
     this.summary.outcome = 'answered';
-    const aLeg: Leg = { dialog: uas, tag: this.#aTag, side: 'caller', identity: withoutTag(this.#req.get('From')) };
+    const aLeg: Leg = { dialog: uas, tag: this.#aTag, side: 'caller', identity: this.#aIdentity };
     this.#legs = [aLeg, bLeg];
+    // From here on neither the caller's INVITE nor the callee's request is needed.
+    this.#a = undefined;
+    this.#aFinal = true;
+    this.#bReq = undefined;
+    uac.off('destroy', onGone);
+    slimDialog(this.#ctx.srf, uas);
+    slimDialog(this.#ctx.srf, uac);
     this.#setState('answered');
-    this.log.info({ bCallId: this.summary.bLeg.callId }, 'call answered');
+    this.#log.debug({ callId: this.id, bCallId: this.summary.bLeg.callId }, 'call answered');
     this.#attach(aLeg);
     this.#attach(bLeg);
-    if (calleeGone) {
-      this.log.info('the callee hung up while the caller was being answered');
+    if (this.#calleeGoneEarly || !isConnected(uac)) {
+      this.#log.debug({ callId: this.id }, 'the callee hung up while the caller was being answered');
       void this.#endBridge(bLeg, 'callee');
     } else if (!isConnected(uas)) {
       // The caller's BYE came with (or right after) its ACK, before 'destroy' had a listener.
-      this.log.info({ side: 'caller' }, 'the caller hung up as the call was answered');
+      this.#log.debug({ callId: this.id, side: 'caller' }, 'the caller hung up as the call was answered');
       void this.#endBridge(aLeg, 'caller');
     }
   }
 
   #onCallerCancel(): void {
     if (this.#legs || this.ended) return;
-    this.log.info('CANCEL from the caller');
+    this.#log.debug({ callId: this.id }, 'CANCEL from the caller');
     this.#cancelRequested = true;
     this.summary.hangupBy ??= 'caller';
     this.#aFinal = true;
@@ -481,14 +569,15 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (this.#aFinal) return;
     this.#aFinal = true;
     await this.#aLegQueue;
-    if (this.#res.finalResponseSent) return;
+    const a = this.#a;
+    if (!a || a.res.finalResponseSent) return;
     this.summary.aLeg.status = status;
     this.summary.aLeg.reason = reason;
     try {
       const extra: Record<string, string> = { ...headers, [HEADER_CALL_ID]: this.id };
-      await sendResponse(this.#res, sendable(status), reason, { headers: extra });
+      await sendResponse(a.res, sendable(status), reason, { headers: extra });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, status }, 'could not send the final response to the caller');
+      this.#log.warn({ callId: this.id, err: (err as Error).message, status }, 'could not send the final response to the caller');
     }
   }
 
@@ -502,31 +591,52 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     return undefined;
   }
 
+  /**
+   * Follows one bridged leg. A single listener serves every dialog event: the request's method
+   * says which one it is (BYE for 'destroy', INVITE for 'modify', and the method itself for the
+   * others), so a held call carries one closure per leg instead of one per event.
+   */
   #attach(leg: Leg): void {
     const d = leg.dialog;
-    d.on('destroy', () => {
-      if (this.#other(leg) === undefined) return; // a transferor leaving after the transfer
-      if (leg === this.#transferor && this.#transferring) {
-        this.log.info({ side: leg.side }, 'the transferor hung up during its transfer');
-        this.#transferorGone = true;
+    const listener = (req: SrfRequest, res: SrfResponse | string | undefined): void => this.#onLegEvent(leg, req, res);
+    // The typings list one overload per event; the emitter is a plain EventEmitter.
+    const emitter = d as unknown as NodeJS.EventEmitter;
+    for (const event of LEG_EVENTS) emitter.on(event, listener);
+  }
+
+  #onLegEvent(leg: Leg, req: SrfRequest, resOrReason: SrfResponse | string | undefined): void {
+    const method = req.method;
+    if (method === 'BYE' || typeof resOrReason !== 'object') {
+      this.#onLegGone(leg);
+      return;
+    }
+    const res = resOrReason;
+    switch (method) {
+      case 'INVITE':
+        void this.#relayReinvite(leg, req, res);
         return;
-      }
-      this.log.info({ side: leg.side }, `BYE from the ${leg.side}`);
-      void this.#endBridge(leg, leg.side);
-    });
-    d.on('modify', (req, res) => void this.#relayReinvite(leg, req, res));
-    d.on('update', (req, res) => void this.#relayRequest(leg, 'UPDATE', req, res));
-    d.on('info', (req, res) => void this.#relayRequest(leg, 'INFO', req, res));
-    d.on('options', (req, res) => void this.#relayRequest(leg, 'OPTIONS', req, res));
-    d.on('message', (req, res) => void this.#relayRequest(leg, 'MESSAGE', req, res));
-    d.on('notify', (req, res) => void this.#relayRequest(leg, 'NOTIFY', req, res));
-    d.on('refer', (req, res) => {
-      this.#onRefer(leg, req, res).catch(async (err: unknown) => {
-        this.#transferring = false;
-        this.log.warn({ err: (err as Error).message }, 'REFER handling failed');
-        if (!res.finalResponseSent) await sendResponse(res, 400, 'Bad Request').catch(() => undefined);
-      });
-    });
+      case 'REFER':
+        this.#onRefer(leg, req, res).catch(async (err: unknown) => {
+          this.#transferring = false;
+          this.#log.warn({ callId: this.id, err: (err as Error).message }, 'REFER handling failed');
+          if (!res.finalResponseSent) await sendResponse(res, 400, 'Bad Request').catch(() => undefined);
+        });
+        return;
+      default:
+        void this.#relayRequest(leg, method, req, res);
+    }
+  }
+
+  /** The leg's dialog ended from its side (its BYE, or the engine's BYE after a lost ACK). */
+  #onLegGone(leg: Leg): void {
+    if (this.#other(leg) === undefined) return; // a transferor leaving after the transfer
+    if (leg === this.#transferor && this.#transferring) {
+      this.#log.info({ callId: this.id, side: leg.side }, 'the transferor hung up during its transfer');
+      this.#transferorGone = true;
+      return;
+    }
+    this.#log.debug({ callId: this.id, side: leg.side }, `BYE from the ${leg.side}`);
+    void this.#endBridge(leg, leg.side);
   }
 
   async #relayReinvite(from: Leg, req: SrfRequest, res: SrfResponse): Promise<void> {
@@ -542,14 +652,14 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         await sendResponse(res, 200, 'OK', { body: from.dialog.local.sdp, headers: { 'Content-Type': 'application/sdp' } });
         return;
       }
-      this.log.info({ side: from.side, hold: isHold(req.body) }, isHold(req.body) ? 're-INVITE: hold' : 're-INVITE');
+      this.#log.debug({ callId: this.id, side: from.side, hold: isHold(req.body) }, isHold(req.body) ? 're-INVITE: hold' : 're-INVITE');
       const offer = await this.#ctx.media.offer({ callId, fromTag: from.tag, toTag: to.tag, sdp: req.body });
       const answer = await modifyDialog(to.dialog, offer);
       const forFrom = await this.#ctx.media.answer({ callId, fromTag: from.tag, toTag: to.tag, sdp: answer });
       await sendResponse(res, 200, 'OK', { body: forFrom, headers: { 'Content-Type': 'application/sdp' } });
     } catch (err) {
       const failure = sipFailureOf(err);
-      this.log.warn({ side: from.side, status: failure?.status, err: failure ? undefined : (err as Error).message }, 're-INVITE failed');
+      this.#log.warn({ callId: this.id, side: from.side, status: failure?.status, err: failure ? undefined : (err as Error).message }, 're-INVITE failed');
       await sendResponse(res, failure?.status ?? 500, failure?.reason ?? 'Server Internal Error').catch(() => undefined);
     }
   }
@@ -574,11 +684,11 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       if (sdpUpdate && answer.status === 200 && answerBody !== undefined) {
         answerBody = await this.#ctx.media.answer({ callId, fromTag: from.tag, toTag: to.tag, sdp: answerBody });
       }
-      if (method === 'INFO') this.log.info({ side: from.side, type: headers['Content-Type'], status: answer.status }, 'INFO relayed');
+      this.#log.debug({ callId: this.id, method, side: from.side, type: headers['Content-Type'], status: answer.status }, 'in-dialog request relayed');
       await sendResponse(res, answer.status, answer.reason, { headers: out, body: answerBody });
     } catch (err) {
       const failure = sipFailureOf(err);
-      this.log.warn({ method, err: (err as Error).message }, 'in-dialog request relay failed');
+      this.#log.warn({ callId: this.id, method, err: (err as Error).message }, 'in-dialog request relay failed');
       await sendResponse(res, failure?.status ?? 500, failure?.reason ?? 'Server Internal Error').catch(() => undefined);
     }
   }
@@ -613,7 +723,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     this.#transferring = true;
     this.#transferor = referrer;
-    this.log.info({ from: referrer.side, target: extension }, 'REFER: blind transfer');
+    this.#log.info({ callId: this.id, from: referrer.side, target: extension }, 'REFER: blind transfer');
     await sendResponse(res, 202, 'Accepted').catch(() => undefined);
     const notify = (frag: string, terminated: boolean): Promise<unknown> =>
       dialogRequest(referrer.dialog, {
@@ -624,7 +734,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
           'Content-Type': 'message/sipfrag;version=2.0',
         },
         body: `SIP/2.0 ${frag}\r\n`,
-      }).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'NOTIFY to the transferor failed'));
+      }).catch((err: unknown) => this.#log.debug({ callId: this.id, err: (err as Error).message }, 'NOTIFY to the transferor failed'));
     await notify('100 Trying', false);
     if (this.#state !== 'answered') {
       this.#transferring = false;
@@ -642,7 +752,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       this.#clearNoAnswerTimer();
       this.#transferring = false;
       const failure = sipFailureOf(err);
-      this.log.info({ status: failure?.status, err: failure ? undefined : (err as Error).message }, 'transfer failed; the call stays as it was');
+      this.#log.info({ callId: this.id, status: failure?.status, err: failure ? undefined : (err as Error).message }, 'transfer failed; the call stays as it was');
       if (this.#transferorGone) {
         await this.#endBridge(referrer, 'caller' === referrer.side ? 'caller' : 'callee');
         return;
@@ -656,30 +766,33 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       this.#transferring = false;
       return;
     }
-    const newLeg: Leg = { dialog: target3, tag: target3.sip.remoteTag, side: referrer.side, identity: withoutTag(target3.req?.get('To') ?? '') };
+    const newLeg: Leg = { dialog: target3, tag: detached(target3.sip.remoteTag), side: referrer.side, identity: detached(withoutTag(target3.req?.get('To') ?? '')) };
+    this.#bReq = undefined;
+    slimDialog(this.#ctx.srf, target3);
     try {
       const forTransferee = await this.#ctx.media.answer({ callId, fromTag: transferee.tag, toTag: newLeg.tag, sdp: target3.remote.sdp });
       await modifyDialog(transferee.dialog, forTransferee);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'updating the transferee\'s media failed');
+      this.#log.warn({ callId: this.id, err: (err as Error).message }, 'updating the transferee\'s media failed');
     }
     this.#legs = transferee === this.#legs?.[0] ? [transferee, newLeg] : [newLeg, transferee];
     this.summary.transfers.push(extension);
     this.#transferring = false;
     this.#transferor = undefined;
     this.#attach(newLeg);
-    this.log.info({ target: extension }, 'transfer completed');
+    this.#log.info({ callId: this.id, target: extension }, 'transfer completed');
     if (this.#transferorGone) return;
     await notify('200 OK', true);
     // The transferor normally sends BYE now; if it does not, end its leg ourselves.
+    const timers = (this.#timers ??= new Set());
     const t = setTimeout(() => {
-      this.#timers.delete(t);
+      timers.delete(t);
       void destroyDialog(referrer.dialog).catch(() => undefined);
     }, 32_000);
-    this.#timers.add(t);
+    timers.add(t);
     referrer.dialog.on('destroy', () => {
       clearTimeout(t);
-      this.#timers.delete(t);
+      timers.delete(t);
     });
   }
 
@@ -691,7 +804,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (this.#transferring && this.#bReq) cancelRequest(this.#bReq);
     const legs = this.#legs.filter((l) => !(l === this.#transferor && this.#transferorGone));
     await Promise.all(
-      legs.filter((l) => l !== from).map((l) => destroyDialog(l.dialog).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'BYE failed'))),
+      legs.filter((l) => l !== from).map((l) => destroyDialog(l.dialog).catch((err: unknown) => this.#log.debug({ callId: this.id, err: (err as Error).message }, 'BYE failed'))),
     );
     await this.#finish('ended', by);
   }
@@ -705,35 +818,47 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   }
 
   async #doFinish(state: 'ended' | 'failed' | 'cancelled', by: HangupSide): Promise<void> {
+    this.#logReceived();
     this.#clearNoAnswerTimer();
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    if (this.#timers) for (const t of this.#timers) clearTimeout(t);
+    this.#timers = undefined;
+    this.#a = undefined;
+    this.#bReq = undefined;
     if (this.#mediaAnchored) {
       try {
         this.summary.media = await this.#ctx.media.delete({ callId: this.summary.aLeg.callId, fromTag: this.#aTag });
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'media delete failed');
+        this.#log.warn({ callId: this.id, err: (err as Error).message }, 'media delete failed');
       }
     }
-    this.summary.hangupBy ??= by;
-    this.summary.endedAt = new Date();
-    this.summary.outcome ??= outcomeOf(state, this.summary.bLeg.status ?? this.summary.aLeg.status);
+    const s = this.summary;
+    s.hangupBy ??= by;
+    const endedAt = new Date();
+    s.endedAt = endedAt;
+    s.outcome ??= outcomeOf(state, s.bLeg.status ?? s.aLeg.status);
     if (state === 'ended' && this.#state === 'answered') this.#setState('ending');
     this.#setState(state);
-    this.log.info(
+    const received = s.receivedAt.getTime();
+    const firstAnswer = s.ringingAt ?? s.answeredAt;
+    this.#log.info(
       {
-        outcome: this.summary.outcome,
-        hangupBy: this.summary.hangupBy,
-        aStatus: this.summary.aLeg.status,
-        bStatus: this.summary.bLeg.status,
-        durationMs: this.summary.answeredAt ? this.summary.endedAt.getTime() - this.summary.answeredAt.getTime() : 0,
-        media: this.summary.media
-          ? { callerToCallee: this.summary.media.callerToCallee, calleeToCaller: this.summary.media.calleeToCaller, engine: this.summary.media.engine }
-          : undefined,
+        callId: this.id,
+        aCallId: s.aLeg.callId,
+        bCallId: s.bLeg.callId || undefined,
+        caller: s.caller.user,
+        callee: s.callee,
+        outcome: s.outcome,
+        hangupBy: s.hangupBy,
+        aStatus: s.aLeg.status,
+        bStatus: s.bLeg.status,
+        setupMs: firstAnswer ? firstAnswer.getTime() - received : undefined,
+        durationMs: s.answeredAt ? endedAt.getTime() - s.answeredAt.getTime() : 0,
+        transfers: s.transfers.length > 0 ? s.transfers : undefined,
+        media: s.media ? { callerToCallee: s.media.callerToCallee, calleeToCaller: s.media.calleeToCaller, engine: s.media.engine } : undefined,
       },
       'call ended',
     );
-    this.emit('end', this.summary);
+    this.emit('end', s);
   }
 }
 

@@ -2,6 +2,7 @@
 // differ from, what the runtime does. Each wrapper names the difference it covers.
 
 import Srf from 'drachtio-srf';
+import type { Socket } from 'node:net';
 
 export type SrfRequest = Srf.SrfRequest;
 export type SrfResponse = Srf.SrfResponse;
@@ -11,6 +12,14 @@ export type SipMessage = Srf.SipMessage;
 export interface MessageOptions {
   headers?: Record<string, string>;
   body?: string;
+}
+
+/**
+ * Response#send without a callback: nothing waits for the server's echo of the response, so
+ * drachtio-srf does not parse it (a provisional relayed to the caller needs nothing back).
+ */
+export function sendResponseNoWait(res: SrfResponse, status: number, reason: string | undefined, options: MessageOptions = {}): void {
+  res.send(status, reason ?? '', options);
 }
 
 /** Response#send(status, reason, opts, callback) as a Promise of the response as sent. */
@@ -105,4 +114,83 @@ export function withoutTag(headerValue: string): string {
 export function isConnected(dialog: SrfDialog): boolean {
   // `connected` is set by drachtio-srf's Dialog at runtime but missing from its typings.
   return (dialog as unknown as { connected?: boolean }).connected !== false;
+}
+
+/**
+ * A copy of `s` that shares no memory with the string it was cut from. drachtio-srf's header
+ * values, tags and bodies are slices of the whole wire frame they arrived in (V8 keeps a substring
+ * as a view on its parent); a call that keeps one such value for its whole life keeps the frame.
+ */
+export function detached(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
+
+/** The parts of drachtio-srf's Dialog (lib/dialog.js, 5.0.x) that slimDialog rewrites. */
+interface DialogInternals {
+  req: { method: string; socket: unknown };
+  res: { stackDialogId: string };
+  readonly id: string;
+  sip: { callId: string; localTag: string; remoteTag: string };
+  local: { uri: string; sdp: string | undefined; contact: string | undefined };
+  remote: { uri: string; sdp: string | undefined };
+}
+
+/** Srf's dialog registry (public methods of the Srf class, missing from its typings). */
+interface DialogRegistry {
+  findDialogById(id: string): unknown;
+  addDialog(dialog: unknown): void;
+  removeDialog(dialog: unknown): void;
+}
+
+/**
+ * Lets an established INVITE dialog drop the SIP messages it was made from. drachtio-srf's Dialog
+ * keeps `req` and `res` (the INVITE and its 200, parsed, with their wire frames) for its whole
+ * life, yet after its constructor an INVITE dialog reads only `req.method` (dialogType),
+ * `req.socket` and `res.stackDialogId` (its id); everything else it needs is copied into `sip`,
+ * `local` and `remote` at construction. Those stay, as copies that do not pin the frames; `req`
+ * and `res` become objects holding just the three fields read. The registry key (the dialog id,
+ * itself a slice of a frame) is replaced by its copy the same way. Call once the dialog is set
+ * up and its req/res have been read for anything else needed.
+ */
+export function slimDialog(srf: Srf, dialog: SrfDialog): void {
+  const d = dialog as unknown as DialogInternals;
+  const registry = srf as unknown as DialogRegistry;
+  const oldId = d.id;
+  const registered = registry.findDialogById(oldId) === dialog;
+  if (registered) registry.removeDialog(dialog);
+  d.req = { method: d.req.method, socket: d.req.socket };
+  d.res = { stackDialogId: detached(oldId) };
+  d.sip = { callId: detached(d.sip.callId), localTag: detached(d.sip.localTag), remoteTag: detached(d.sip.remoteTag) };
+  const copy = (s: string | undefined): string | undefined => (typeof s === 'string' ? detached(s) : s);
+  d.local = { uri: detached(d.local.uri), sdp: copy(d.local.sdp), contact: copy(d.local.contact) };
+  d.remote = { uri: detached(d.remote.uri), sdp: copy(d.remote.sdp) };
+  if (registered) registry.addDialog(dialog);
+}
+
+const coalescing = new WeakSet<Socket>();
+
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
+
+/**
+ * Makes what the application writes to the drachtio server while handling one chunk read from
+ * it leave in one write(2). drachtio-srf writes each message with its own socket.write; a BYE
+ * received, for instance, is answered (200) and relayed (BYE to the other leg) in one go, and
+ * each write costs a system call here and a wake-up in the server. The socket is corked when a
+ * chunk arrives (before drachtio-srf reads it) and uncorked on the next tick, once the chunk's
+ * synchronous handling is done; the bytes and their order are unchanged. Idempotent per socket.
+ */
+export function coalesceWrites(socket: Socket | undefined): void {
+  if (!socket || coalescing.has(socket) || typeof socket.cork !== 'function') return;
+  coalescing.add(socket);
+  socket.prependListener('data', () => {
+    socket.cork();
+    process.nextTick(uncork, socket);
+  });
+}
+
+/** The socket to the drachtio server a request arrived on (set by drachtio-srf, not in its typings). */
+export function socketOf(req: SrfRequest): Socket | undefined {
+  return (req as unknown as { socket?: Socket }).socket;
 }

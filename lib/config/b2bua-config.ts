@@ -51,6 +51,8 @@ export interface CallLogConfig {
   readonly captureUrl: string | undefined;
   /** How long after a call ends its messages are fetched, so the last ACK/200 are in (CAPTURE_GRACE_MS). */
   readonly captureGraceMs: number;
+  /** State changes are written in one transaction per window of this many ms (CALL_LOG_FLUSH_MS). */
+  readonly flushMs: number;
 }
 
 function databaseUrl(reader: EnvReader): string | undefined {
@@ -137,6 +139,7 @@ export function loadB2buaConfig(env: Env): B2buaConfig {
       sipRetentionDays: r.integer('SIP_CAPTURE_RETENTION_DAYS', 7, 0, 36_500),
       captureUrl: httpUrl(r, 'ENGINE_CAPTURE_URL'),
       captureGraceMs: r.integer('CAPTURE_GRACE_MS', 1000, 0, 60_000),
+      flushMs: r.integer('CALL_LOG_FLUSH_MS', 50, 0, 1000),
     },
   };
 }

@@ -21,6 +21,7 @@ t.test('defaults follow .env.example', async (tt) => {
     sipRetentionDays: 7,
     captureUrl: undefined,
     captureGraceMs: 1000,
+    flushMs: 50,
   });
 });
 
