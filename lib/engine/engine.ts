@@ -1,14 +1,14 @@
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseMessage } from './message/parser';
 import { serialize } from './message/serializer';
-import { SipRequest, SipResponse, displayName, type SipMessage } from './message/sip-message';
-import { parseVia, formatVia } from './message/via';
+import { SipRequest, SipResponse, compactRequest, detach, displayName, firstListComma, type SipHeader, type SipMessage } from './message/sip-message';
+import { parseVia, formatVia, type Via } from './message/via';
 import { parseUri } from './message/uri';
 import { getTag } from './message/name-addr';
 import { parseCSeq } from './message/cseq';
+import { TOKEN, scanRun } from './message/lex';
 import type { Inbound, Peer, Transport, TransportDelegate, TransportName } from './transport/transport';
 import { UdpTransport } from './transport/udp-transport';
 import { TcpTransport } from './transport/tcp-transport';
@@ -19,12 +19,12 @@ import { ClientNonInviteTransaction } from './transaction/client-non-invite-tran
 import { ServerInviteTransaction } from './transaction/server-invite-transaction';
 import { ServerNonInviteTransaction } from './transaction/server-non-invite-transaction';
 import { deriveFromInvite } from './transaction/derived-request';
-import { TransactionLayer, clientKey, serverKey, type ServerTransaction, type ClientTransaction } from './transaction/transaction-layer';
-import { Dialog, DialogRegistry, dialogId } from './dialog/dialog';
+import { Remnant, TransactionLayer, clientKey, mergeKeyOf, serverKey, topVia, type ServerTransaction, type ClientTransaction } from './transaction/transaction-layer';
+import { Dialog, DialogRegistry, dialogId, type PendingAck } from './dialog/dialog';
 import { WireServer, type AppConnection, type WireDelegate } from './wire/wire-server';
 import { parseAppMessage, ENGINE_OWNED } from './wire/app-message';
 import { meta6, wireTime } from './wire/wire-format';
-import { newBranch, newCallId, newCSeq, newTag, newTxnId } from './ids';
+import { newBranch, newCallId, newCSeq, newMsgId, newTag, newTxnId } from './ids';
 import { EngineStats, statusJson, prometheusText, type EngineGauges } from './stats';
 import { CallCapture } from './capture';
 import type { EngineOptions, SipListen } from './engine-options';
@@ -36,12 +36,17 @@ interface Listener {
   readonly listen: SipListen;
   /** host written into Via/Contact/Record-Route */
   readonly advertised: string;
+  /** `host:port` as the capture reports it */
+  readonly local: string;
 }
 
 /** What the engine keeps beside a server transaction. */
 interface ServerContext {
-  readonly inbound: Inbound;
+  /** the request as it arrived; its bytes are let go once the request is answered */
+  inbound: Inbound;
   readonly listener: Listener;
+  /** where responses go (RFC 3261 section 18.2.2, RFC 3581), from the request's top Via */
+  readonly target: Peer;
   /** owning application (absent for requests answered by the engine itself) */
   appId: string | undefined;
   /** our To tag, chosen at the first response that needs one */
@@ -83,8 +88,20 @@ function stripTag(nameAddr: string): string {
   return nameAddr.replace(/;\s*tag=[^;>\s]*/i, '');
 }
 
+/** The CSeq number of a message, 0 when its CSeq is malformed (section 20.16). */
 function cseqNumberOf(m: SipMessage): number {
-  return parseCSeq(m.get('cseq') ?? '')?.seq ?? 0;
+  const v = m.get('cseq');
+  if (v === undefined) return 0;
+  // the common shape (digits, one space, method) without building a parsed CSeq
+  let i = 0;
+  let n = 0;
+  for (; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) break;
+    n = n * 10 + (c - 0x30);
+  }
+  if (i > 0 && i < 11 && n <= 0x7fffffff && v.charCodeAt(i) === 0x20 && i + 1 < v.length && scanRun(v, i + 1, TOKEN) === v.length) return n;
+  return parseCSeq(v)?.seq ?? 0;
 }
 
 /** RFC 3261 section 21 reason phrases for the responses the engine writes itself. */
@@ -105,6 +122,63 @@ const REASONS: Readonly<Record<number, string>> = {
   513: 'Message Too Large',
 };
 
+/** An INVITE server transaction in RFC 6026's Accepted state, reduced to what it still does. */
+class AcceptedInvite extends Remnant {
+  readonly of = 'ist' as const;
+  constructor(
+    id: string,
+    key: string,
+    mergeKey: string | undefined,
+    /** our To tag, for the 200 to a CANCEL that crossed the 2xx */
+    readonly toTag: string | undefined,
+  ) {
+    super(id, key, mergeKey);
+  }
+}
+
+/** A non-INVITE server transaction in Completed (RFC 3261 17.2.2): it repeats its final response. */
+class CompletedRequest extends Remnant {
+  readonly of = 'nist' as const;
+  constructor(
+    id: string,
+    key: string,
+    mergeKey: string | undefined,
+    /** the final response's bytes, one per character (latin1): a string costs less to keep than a Buffer */
+    readonly response: string,
+    readonly target: Peer,
+    readonly listener: Listener,
+    readonly connectionId: string | undefined,
+    readonly status: number,
+  ) {
+    super(id, key, mergeKey);
+  }
+}
+
+/**
+ * An INVITE client transaction of an application in RFC 6026's Accepted state: a retransmitted
+ * 2xx is ACKed again from the dialog, or handed to the application when it has not ACKed yet.
+ */
+class AcceptedClientInvite extends Remnant {
+  readonly of = 'ict' as const;
+  constructor(
+    id: string,
+    key: string,
+    readonly appId: string,
+    readonly dialogId: string,
+    /** where the INVITE went (reported with a 2xx handed to the application) */
+    readonly peer: Peer,
+    readonly cseq: number,
+    readonly dialogs: DialogRegistry,
+  ) {
+    super(id, key, undefined);
+  }
+
+  /** Timer M: no 2xx can come again, so the ACK kept to answer one can go. */
+  override expired(): void {
+    this.dialogs.get(this.dialogId)?.forgetAck(this.cseq);
+  }
+}
+
 /**
  * The SIP engine: a drachtio server. It owns transports, transactions and dialogs and speaks
  * the drachtio wire protocol to applications, which see requests, answer them, and send
@@ -113,7 +187,7 @@ const REASONS: Readonly<Record<number, string>> = {
 export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   readonly log: Logger;
   readonly stats = new EngineStats();
-  readonly transactions = new TransactionLayer();
+  readonly transactions: TransactionLayer;
   readonly dialogs = new DialogRegistry();
   readonly capture: CallCapture | undefined;
   readonly #listeners: Listener[] = [];
@@ -125,9 +199,14 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   readonly #targets = new WeakMap<ClientTransaction, { peer: Peer; listener: Listener }>();
   readonly #clock: Clock;
   readonly #debug: boolean;
+  /** transaction contexts, one per kind of transport: every transaction shares them */
+  readonly #reliableCtx: TransactionContext;
+  readonly #unreliableCtx: TransactionContext;
   #closed = false;
   /** the bytes of the response sent last, so the application's copy is not serialized twice */
   #lastSent: { res: SipResponse; data: Buffer } | undefined;
+  /** the same for requests */
+  #lastSentRequest: { req: SipRequest; data: Buffer } | undefined;
 
   constructor(
     readonly opts: EngineOptions,
@@ -135,8 +214,12 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   ) {
     this.log = opts.log;
     this.#clock = clock;
+    this.transactions = new TransactionLayer(clock);
     this.#debug = this.log.isLevelEnabled('debug');
-    this.capture = opts.capture ? new CallCapture(opts.capture.maxCalls, opts.capture.maxBytesPerCall) : undefined;
+    const onTerminated = (tx: Transaction): void => this.#onTerminated(tx);
+    this.#reliableCtx = { clock, timers: opts.timers, reliable: true, onTerminated };
+    this.#unreliableCtx = { clock, timers: opts.timers, reliable: false, onTerminated };
+    this.capture = opts.capture ? new CallCapture(opts.capture.maxCalls, opts.capture.maxBytesPerCall, clock) : undefined;
     for (const l of opts.sip) {
       const advertised = l.externalIp ?? l.host;
       for (const t of l.transports) {
@@ -144,7 +227,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
           t === 'udp'
             ? new UdpTransport(l.host, l.port, this, opts.maxMessageSize)
             : new TcpTransport(l.host, l.port, this, { maxSize: opts.maxMessageSize, ...opts.tcp });
-        this.#listeners.push({ transport, listen: l, advertised });
+        this.#listeners.push({ transport, listen: l, advertised, local: `${l.host}:${l.port}` });
       }
     }
     const hostports = this.#listeners.map((l) => `${l.transport.name}/${l.advertised}:${l.listen.port}`).join(',');
@@ -166,6 +249,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     this.#closed = true;
     this.transactions.destroyAll();
     for (const d of [...this.dialogs.all()]) this.dialogs.remove(d);
+    this.capture?.close();
     await this.#wire.close();
     for (const l of this.#listeners) await l.transport.close();
   }
@@ -235,17 +319,8 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
 
   #record(dir: 'in' | 'out', msg: SipMessage, data: Buffer, peer: Peer, l: Listener): void {
     if (msg.type === 'request') this.stats.count(dir === 'in' ? this.stats.requestsIn : this.stats.requestsOut, msg.method);
-    else this.stats.count(dir === 'in' ? this.stats.responsesIn : this.stats.responsesOut, String(msg.status));
-    if (this.capture) {
-      this.capture.record(msg.callId, {
-        t: Date.now(),
-        dir,
-        transport: peer.transport,
-        peer: `${peer.address}:${peer.port}`,
-        local: `${l.listen.host}:${l.listen.port}`,
-        text: data.toString('utf8'),
-      });
-    }
+    else this.stats.count(dir === 'in' ? this.stats.responsesIn : this.stats.responsesOut, msg.status);
+    this.capture?.record(msg.callId, this.#clock.now(), dir, peer.transport, peer.address, peer.port, l.local, data);
     if (this.#debug) {
       this.log.debug({ dir, peer: `${peer.transport}:${peer.address}:${peer.port}`, sip: data.toString('utf8') }, dir === 'in' ? 'sip in' : 'sip out');
     }
@@ -256,24 +331,41 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   /** Serializes and sends a request to a resolved peer. */
   sendRequest(req: SipRequest, to: Peer, l: Listener): Buffer {
     const data = serialize(req);
+    this.#lastSentRequest = { req, data };
     l.transport.send(data, to);
     this.#record('out', req, data, to, l);
     return data;
   }
 
-  /** Sends a response where RFC 3261 section 18.2.2 and RFC 3581 say. */
-  #sendResponse(res: SipResponse, inb: Inbound, l: Listener): Buffer {
+  /** The bytes of a request just sent (serialized once), for the application's copy. */
+  #sentBytes(req: SipRequest): Buffer {
+    const last = this.#lastSentRequest;
+    this.#lastSentRequest = undefined;
+    return last?.req === req ? last.data : serialize(req);
+  }
+
+  /** Sends a response to `to` (where the request's top Via says, see `#responseTarget`). */
+  #sendResponse(res: SipResponse, to: Peer, l: Listener, connectionId: string | undefined): Buffer {
     const data = serialize(res);
     this.#lastSent = { res, data };
-    const to = this.#responseTarget(res, inb);
-    l.transport.send(data, to, inb.connectionId);
+    l.transport.send(data, to, connectionId);
     this.#record('out', res, data, to, l);
     return data;
   }
 
-  #responseTarget(res: SipResponse, inb: Inbound): Peer {
-    const top = res.getAll('via')[0];
-    const via = top !== undefined ? parseVia(top) : undefined;
+  /** A retransmitted request of a completed non-INVITE transaction gets its final response again. */
+  #resendFinal(r: CompletedRequest): void {
+    const data = Buffer.from(r.response, 'latin1');
+    r.listener.transport.send(data, r.target, r.connectionId);
+    this.stats.count(this.stats.responsesOut, r.status);
+    if (this.capture) {
+      const callId = /^(?:call-id|i)[ \t]*:[ \t]*([^\s]+)/im.exec(r.response)?.[1] ?? '';
+      this.capture.record(callId, this.#clock.now(), 'out', r.target.transport, r.target.address, r.target.port, r.listener.local, data);
+    }
+  }
+
+  /** Where responses to a request go: RFC 3261 section 18.2.2 and RFC 3581, from its top Via. */
+  #responseTarget(via: Via | undefined, inb: Inbound): Peer {
     if (!via || inb.source.transport === 'tcp') return inb.source;
     const received = via.params.get('received') ?? via.host;
     const rport = via.params.get('rport');
@@ -285,30 +377,35 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   #statelessResponse(req: SipRequest, inb: Inbound, l: Listener, status: number, reason?: string, extra?: Record<string, string>): Buffer {
     const res = this.#makeResponse(req, status, reason, getTag(req.get('to') ?? '') === undefined && status > 100 ? newTag() : undefined);
     if (extra) for (const [k, v] of Object.entries(extra)) res.set(k, v);
-    return this.#sendResponse(res, inb, l);
+    return this.#sendResponse(res, this.#responseTarget(topVia(res), inb), l, inb.connectionId);
   }
 
-  /** A response built from its request (section 8.2.6.2). */
+  /**
+   * A response built from its request (section 8.2.6.2). It shares the request's header
+   * objects, which nothing changes in place (changes replace a header object).
+   */
   #makeResponse(req: SipRequest, status: number, reason?: string, toTag?: string): SipResponse {
     const res = new SipResponse(status, reason ?? REASONS[status] ?? 'Unknown');
+    const out: SipHeader[] = [];
     for (const h of req.headers) {
-      if (h.key === 'via' || h.key === 'from' || h.key === 'call-id' || h.key === 'cseq') res.headers.push({ ...h });
-      else if (h.key === 'to') {
-        res.headers.push({ key: 'to', name: h.name, value: toTag !== undefined && getTag(h.value) === undefined ? `${h.value};tag=${toTag}` : h.value });
+      const k = h.key;
+      if (k === 'via' || k === 'from' || k === 'call-id' || k === 'cseq') out.push(h);
+      else if (k === 'to') {
+        out.push(toTag !== undefined && getTag(h.value) === undefined ? { key: 'to', name: h.name, value: `${h.value};tag=${toTag}` } : h);
       }
     }
+    res.headers = out;
     return res;
   }
 
-  /** Stamps `received` and `rport` on the top Via of an incoming request (18.2.1, RFC 3581). */
-  #stampVia(req: SipRequest, inb: Inbound): void {
+  /**
+   * Stamps `received` and `rport` on the top Via of an incoming request (18.2.1, RFC 3581).
+   * `via` is that Via, parsed; it is updated too.
+   */
+  #stampVia(req: SipRequest, inb: Inbound, via: Via): void {
     const first = req.headers.findIndex((h) => h.key === 'via');
     if (first < 0) return;
     const h = req.headers[first]!;
-    const comma = firstListComma(h.value);
-    const topText = comma < 0 ? h.value : h.value.slice(0, comma);
-    const via = parseVia(topText);
-    if (!via) return;
     let changed = false;
     if (via.host !== inb.source.address) {
       via.params.set('received', inb.source.address);
@@ -319,6 +416,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       changed = true;
     }
     if (changed) {
+      const comma = firstListComma(h.value);
       const rest = comma < 0 ? '' : h.value.slice(comma);
       req.headers[first] = { key: 'via', name: h.name, value: formatVia(via) + rest };
     }
@@ -366,21 +464,19 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   // ---------------------------------------------------------------- transactions
 
   #ctx(reliable: boolean): TransactionContext {
-    return {
-      clock: this.#clock,
-      timers: this.opts.timers,
-      reliable,
-      onTerminated: (tx: Transaction) => this.#onTerminated(tx),
-    };
+    return reliable ? this.#reliableCtx : this.#unreliableCtx;
   }
 
   #onTerminated(tx: Transaction): void {
     this.transactions.remove(tx);
-    const sc = this.#server.get(tx.id);
-    if (sc) {
-      sc.reliable?.stop();
-      sc.trying?.cancel();
-      this.#server.delete(tx.id);
+    if (tx.kind === 'ist' || tx.kind === 'nist') {
+      const sc = this.#server.get(tx.id);
+      if (sc) {
+        sc.reliable?.stop();
+        sc.trying?.cancel();
+        this.#server.delete(tx.id);
+      }
+      return;
     }
     this.#client.delete(tx.id);
   }
@@ -406,23 +502,27 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   // ---------------------------------------------------------------- inbound responses
 
   #onResponse(res: SipResponse, inb: Inbound): void {
-    const key = clientKey(res);
+    const via = topVia(res);
+    const key = clientKey(res, via);
     const tx = key !== undefined ? this.transactions.findClient(key) : undefined;
-    if (tx) {
+    if (tx instanceof AcceptedClientInvite) {
+      if (res.status >= 200 && res.status < 300) this.#retransmitted2xx(tx, res);
+      return;
+    }
+    if (tx instanceof ClientInviteTransaction || tx instanceof ClientNonInviteTransaction) {
       tx.receiveResponse(res);
       return;
     }
     // A 2xx retransmitted after the INVITE client transaction ended: ACK it again (13.2.2.4).
     if (res.status >= 200 && res.status < 300 && (parseCSeq(res.get('cseq') ?? '')?.method ?? '') === 'INVITE') {
       const d = this.dialogs.get(dialogId(res.callId, getTag(res.get('from') ?? '') ?? ''));
-      if (d?.lastAck && d.lastAck.cseq === cseqNumberOf(res)) {
-        void this.#sendInDialog(d, d.lastAck.data);
+      const ack = d?.ackFor(cseqNumberOf(res));
+      if (d && ack) {
+        void this.#resendAck(d, ack);
         return;
       }
     }
     // Responses to requests forwarded statelessly: pop our Via and pass it on (16.11).
-    const top = res.getAll('via')[0];
-    const via = top !== undefined ? parseVia(top) : undefined;
     if (via?.params.get('branch')?.startsWith('z9hG4bKsl') && res.getAll('via').length > 1) {
       this.#forwardStatelessResponse(res, inb);
       return;
@@ -430,36 +530,58 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (this.#debug) this.log.debug({ callId: res.callId, status: res.status }, 'stray response dropped');
   }
 
+  /**
+   * A 2xx retransmitted to an INVITE of an application, once its transaction is Accepted
+   * (RFC 6026 7.2): the ACK is sent again (13.2.2.4); before the application has sent one, the
+   * 2xx goes to the application again.
+   */
+  #retransmitted2xx(r: AcceptedClientInvite, res: SipResponse): void {
+    const d = this.dialogs.get(r.dialogId);
+    const ack = d?.ackFor(cseqNumberOf(res));
+    if (d && ack) {
+      void this.#resendAck(d, ack);
+      return;
+    }
+    const app = this.#wire.get(r.appId);
+    if (!app) return;
+    const text = serialize(res);
+    this.#toApp(app, `sip|${meta6('network', text.length, r.peer.transport, r.peer.address, r.peer.port)}|${r.id}|${r.dialogId}|`, text);
+  }
+
   // ---------------------------------------------------------------- inbound requests
 
   #onRequest(req: SipRequest, inb: Inbound, l: Listener): void {
-    this.#stampVia(req, inb);
+    // the top Via is parsed once: it gives the transaction key and where responses go
+    const via = topVia(req);
+    if (via) this.#stampVia(req, inb, via);
     const method = req.method;
 
-    if (method === 'ACK') return this.#onAck(req, inb, l);
+    if (method === 'ACK') return this.#onAck(req, inb, l, via);
 
-    const key = serverKey(req);
+    const key = serverKey(req, undefined, via);
     if (key === undefined) {
       this.#statelessResponse(req, inb, l, 400, 'Bad Request - Malformed Via');
       return;
     }
     const existing = this.transactions.findServer(key);
     if (existing) {
-      // a retransmission (17.2.1, 17.2.2)
+      // a retransmission (17.2.1, 17.2.2; RFC 6026 7.1: absorbed in Accepted)
       if (existing instanceof ServerInviteTransaction) existing.receiveInvite();
-      else existing.receiveRequest();
+      else if (existing instanceof ServerNonInviteTransaction) existing.receiveRequest();
+      else if (existing instanceof CompletedRequest) this.#resendFinal(existing);
       return;
     }
 
-    if (method === 'CANCEL') return this.#onCancel(req, inb, l);
+    if (method === 'CANCEL') return this.#onCancel(req, inb, l, via);
 
     const toTag = getTag(req.get('to') ?? '');
     const fromTag = getTag(req.get('from') ?? '');
 
-    if (toTag !== undefined) return this.#onInDialog(req, inb, l, key, fromTag, toTag);
+    if (toTag !== undefined) return this.#onInDialog(req, inb, l, key, fromTag, toTag, via);
 
     // out of dialog: merged requests (8.2.2.2), Max-Forwards, routing to an application
-    if (this.transactions.isMerged(req, key)) {
+    const mergeKey = mergeKeyOf(req, fromTag, toTag);
+    if (this.transactions.isMerged(mergeKey, key)) {
       this.#statelessResponse(req, inb, l, 482, 'Loop Detected');
       return;
     }
@@ -469,26 +591,29 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       return;
     }
     // a Route naming us is ours to remove (loose routing, 16.4); a further hop means proxying
-    this.#popOwnRoute(req);
-    if (req.getAll('route').length > 0 && !this.isLocalUri(req.uri)) {
-      this.#forwardStatelessRequest(req, inb, l);
-      return;
+    if (req.has('route')) {
+      this.#popOwnRoute(req);
+      if (req.has('route') && !this.isLocalUri(req.uri)) {
+        this.#forwardStatelessRequest(req, inb, l);
+        return;
+      }
     }
     if (method === 'BYE' || method === 'UPDATE' || method === 'PRACK') {
       this.#statelessResponse(req, inb, l, 481);
       return;
     }
 
-    const tx = this.#newServerTx(req, inb, l, key);
-    const app = this.#wire.pick(method.toLowerCase());
+    const tx = this.#newServerTx(req, inb, l, key, via, mergeKey);
+    const app = this.#wire.pick(routeName(method));
     if (method === 'INVITE') {
       this.#trying(tx as ServerInviteTransaction);
-      this.#cdr('attempt', 'network', undefined, inb.data.toString('utf8'));
+      this.#cdr('attempt', 'network', undefined, inb.data);
     }
     if (!app) {
       const res = this.#makeResponse(req, 503, 'Service Unavailable', newTag());
       tx.respond(res);
-      if (method === 'INVITE') this.#cdr('stop', 'application', 'call-rejected', serialize(res).toString('utf8'));
+      if (method === 'INVITE') this.#cdr('stop', 'application', 'call-rejected', res);
+      this.#answered(tx);
       return;
     }
     const sc = this.#server.get(tx.id)!;
@@ -496,17 +621,57 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     this.#toApp(app, `sip|${meta6('network', inb.data.length, inb.source.transport, inb.source.address, inb.source.port, inb.receivedAt)}|${tx.id}||${l.listen.host}|${l.listen.port}|`, inb.data);
   }
 
-  #newServerTx(req: SipRequest, inb: Inbound, l: Listener, key: string): ServerTransaction {
+  #newServerTx(req: SipRequest, inb: Inbound, l: Listener, key: string, via: Via | undefined, mergeKey?: string): ServerTransaction {
     const id = newTxnId();
+    const sc: ServerContext = {
+      inbound: inb,
+      listener: l,
+      target: this.#responseTarget(via, inb),
+      appId: undefined,
+      toTag: undefined,
+      dialog: undefined,
+      proxy: undefined,
+      reliable: undefined,
+      trying: undefined,
+    };
     const send = (m: SipResponse): void => {
-      this.#sendResponse(m, inb, l);
+      this.#sendResponse(m, sc.target, sc.listener, sc.inbound.connectionId);
     };
     const ctx = this.#ctx(l.transport.reliable);
     const tx: ServerTransaction =
       req.method === 'INVITE' ? new ServerInviteTransaction(id, key, req, ctx, send) : new ServerNonInviteTransaction(id, key, req, ctx, send);
-    this.transactions.addServer(tx);
-    this.#server.set(id, { inbound: inb, listener: l, appId: undefined, toTag: undefined, dialog: undefined, proxy: undefined, reliable: undefined, trying: undefined });
+    this.transactions.addServer(tx, mergeKey);
+    this.#server.set(id, sc);
     return tx;
+  }
+
+  /**
+   * A server transaction has its final response: what it keeps for its remaining timers (up to
+   * 32 s over UDP) shrinks to what building a response and matching a retransmission need. The
+   * request's bytes and most of its headers go (RFC 3261 17.2, RFC 6026 Accepted state).
+   */
+  #answered(tx: ServerTransaction, sent?: Buffer): void {
+    if (tx.terminated) return;
+    const sc = this.#server.get(tx.id);
+    if (!sc || sc.proxy) return;
+    const linger = 64 * this.opts.timers.T1;
+    if (tx instanceof ServerInviteTransaction && tx.state === 'accepted') {
+      this.transactions.retire(tx, new AcceptedInvite(tx.id, tx.key, tx.mergeKey, sc.toTag), linger);
+      return;
+    }
+    if (tx instanceof ServerNonInviteTransaction && tx.state === 'completed' && !sc.listener.transport.reliable) {
+      const last = tx.lastResponse;
+      const bytes = sent ?? (last ? serialize(last) : undefined);
+      if (bytes) {
+        const status = last?.status ?? 200;
+        const remnant = new CompletedRequest(tx.id, tx.key, tx.mergeKey, bytes.toString('latin1'), sc.target, sc.listener, sc.inbound.connectionId, status);
+        this.transactions.retire(tx, remnant, linger);
+        return;
+      }
+    }
+    // a non-2xx to an INVITE keeps its transaction (Timers G, H, I): it only gets lighter
+    compactRequest(tx.request);
+    if (sc.inbound.data.length > 0) sc.inbound = { ...sc.inbound, data: EMPTY };
   }
 
   /**
@@ -524,14 +689,14 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
 
   #popOwnRoute(req: SipRequest): void {
     for (;;) {
-      const first = req.getAll('route')[0];
+      const first = req.first('route');
       if (first === undefined || !this.isLocalUri(uriOf(first))) return;
       req.shift('route');
     }
   }
 
-  #onAck(req: SipRequest, inb: Inbound, l: Listener): void {
-    const key = serverKey(req);
+  #onAck(req: SipRequest, inb: Inbound, l: Listener, via: Via | undefined): void {
+    const key = serverKey(req, undefined, via);
     const ist = key !== undefined ? this.transactions.findServer(key) : undefined;
     if (ist instanceof ServerInviteTransaction && ist.state === 'completed') {
       ist.receiveAck(); // ACK for a non-2xx final response: absorbed by the transaction (17.2.1)
@@ -554,17 +719,25 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (req.getAll('route').length > 0 || !this.isLocalUri(req.uri)) this.#forwardStatelessRequest(req, inb, l);
   }
 
-  #onCancel(req: SipRequest, inb: Inbound, l: Listener): void {
-    const inviteKey = serverKey(req, 'INVITE');
+  #onCancel(req: SipRequest, inb: Inbound, l: Listener, via: Via | undefined): void {
+    const inviteKey = serverKey(req, 'INVITE', via);
     const ist = inviteKey !== undefined ? this.transactions.findServer(inviteKey) : undefined;
+    if (ist instanceof AcceptedInvite) {
+      // the INVITE was answered 2xx: the CANCEL is answered and changes nothing (9.2)
+      const cancelTx = this.#newServerTx(req, inb, l, serverKey(req, undefined, via)!, via);
+      cancelTx.respond(this.#makeResponse(req, 200, 'OK', ist.toTag ?? newTag()));
+      this.#answered(cancelTx);
+      return;
+    }
     if (!(ist instanceof ServerInviteTransaction)) {
       this.#statelessResponse(req, inb, l, 481);
       return;
     }
     const ctx = this.#server.get(ist.id);
-    const key = serverKey(req)!;
-    const cancelTx = this.#newServerTx(req, inb, l, key);
+    const key = serverKey(req, undefined, via)!;
+    const cancelTx = this.#newServerTx(req, inb, l, key, via);
     cancelTx.respond(this.#makeResponse(req, 200, 'OK', ctx?.toTag ?? newTag()));
+    this.#answered(cancelTx);
     if (ist.state !== 'proceeding' || !ctx) return;
     ist.cancelled = true;
     if (ctx.proxy) {
@@ -575,6 +748,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     ctx.toTag = toTag;
     const res487 = this.#makeResponse(ist.request, 487, 'Request Terminated', toTag);
     ist.respond(res487);
+    this.#answered(ist);
     ctx.reliable?.stop();
     const d = ctx.dialog;
     if (d) this.dialogs.remove(d);
@@ -582,10 +756,10 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (app) {
       this.#toApp(app, `sip|${meta6('network', inb.data.length, inb.source.transport, inb.source.address, inb.source.port, inb.receivedAt)}|${ist.id}|${d?.id ?? ''}|`, inb.data);
     }
-    this.#cdr('stop', 'network', 'call-canceled', inb.data.toString('utf8'));
+    this.#cdr('stop', 'network', 'call-canceled', inb.data);
   }
 
-  #onInDialog(req: SipRequest, inb: Inbound, l: Listener, key: string, fromTag: string | undefined, toTag: string): void {
+  #onInDialog(req: SipRequest, inb: Inbound, l: Listener, key: string, fromTag: string | undefined, toTag: string, via: Via | undefined): void {
     const d = this.dialogs.match(req.callId, fromTag, toTag);
     if (!d) {
       this.#popOwnRoute(req);
@@ -607,7 +781,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       return;
     }
     d.remoteSeq = seq;
-    const tx = this.#newServerTx(req, inb, l, key);
+    const tx = this.#newServerTx(req, inb, l, key, via);
     const sc = this.#server.get(tx.id)!;
     sc.dialog = d;
     sc.toTag = d.localTag;
@@ -615,12 +789,13 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (req.method === 'INVITE') this.#trying(tx as ServerInviteTransaction);
     if (req.method === 'PRACK') this.#onPrack(req, d);
     if (req.method === 'INVITE' || req.method === 'UPDATE') {
-      const contact = req.getAll('contact')[0];
+      const contact = req.first('contact');
       if (contact !== undefined) d.remoteTarget = uriOf(contact); // target refresh (12.2.2)
     }
     const app = this.#wire.get(d.owner);
     if (!app) {
       tx.respond(this.#makeResponse(req, 503, 'Service Unavailable'));
+      this.#answered(tx);
       return;
     }
     this.#toApp(app, `sip|${meta6('network', inb.data.length, inb.source.transport, inb.source.address, inb.source.port, inb.receivedAt)}|${tx.id}|${d.id}|`, inb.data);
@@ -658,9 +833,10 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     }
   }
 
-  #toApp(app: AppConnection, leader: string, sip: Buffer | string): void {
+  /** `<msgId>|<leader>` CRLF and a SIP message's bytes, to an application. */
+  #toApp(app: AppConnection, leader: string, sip: Buffer): void {
     this.stats.wireOut++;
-    app.send(`${randomUUID()}|${leader}\r\n${typeof sip === 'string' ? sip : sip.toString('utf8')}`);
+    app.sendFrame(`${newMsgId()}|${leader}\r\n`, sip);
   }
 
   #nok(app: AppConnection, msgId: string, reason: string): void {
@@ -703,17 +879,23 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     }
   }
 
-  /** Copies the application's headers, except those the engine owns, and its body. */
+  /**
+   * Copies the application's headers, except those the engine owns and `skip`, and its body:
+   * each header the application gives replaces every line of it the target had.
+   */
   #applyAppHeaders(target: SipMessage, from: SipMessage, skip: ReadonlySet<string>, l: Listener): void {
-    for (const h of from.headers) {
-      if (ENGINE_OWNED.has(h.key) || skip.has(h.key)) continue;
-      target.remove(h.key);
-    }
+    const given: SipHeader[] = [];
     for (const h of from.headers) {
       if (ENGINE_OWNED.has(h.key) || skip.has(h.key)) continue;
       // drachtio-srf writes header names in lower case; on the wire they get their usual form
-      const name = h.name === h.key ? displayName(h.key) : h.name;
-      target.append(name, this.#localize(h.key, h.value, l));
+      const name = h.name === h.key ? wireName(h.key) : h.name;
+      given.push({ key: h.key, name, value: this.#localize(h.key, h.value, l) });
+    }
+    if (given.length > 0) {
+      const kept: SipHeader[] = [];
+      for (const h of target.headers) if (!given.some((g) => g.key === h.key)) kept.push(h);
+      for (const g of given) kept.push(g);
+      target.headers = kept;
     }
     if (from.body.length > 0) {
       target.body = from.body;
@@ -740,6 +922,13 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     }
     const req = tx.request;
     if (req.method === 'CANCEL') return this.#nok(app, msgId, '200 OK to incoming CANCEL is automatically generated by the stack');
+    const status0 = appRes.status;
+    const open = tx instanceof ServerInviteTransaction
+      ? tx.state === 'proceeding' || (tx.state === 'accepted' && status0 >= 200 && status0 < 300)
+      : tx.state === 'trying' || tx.state === 'proceeding';
+    // a response the transaction would refuse (e.g. a 200 crossing our 487 to a CANCEL) must not
+    // create a dialog first
+    if (!open) return this.#nok(app, msgId, 'Response not sent due to unknown transaction');
     sc.trying?.cancel();
     sc.trying = undefined;
     const status = appRes.status;
@@ -754,7 +943,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       for (const rr of req.getAll('record-route')) res.append('Record-Route', rr);
     }
     try {
-      this.#applyAppHeaders(res, appRes, new Set(['from', 'to', 'call-id', 'cseq']), l);
+      this.#applyAppHeaders(res, appRes, RESPONSE_SKIP, l);
     } catch (err) {
       return this.#nok(app, msgId, (err as Error).message);
     }
@@ -769,7 +958,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     let d = sc.dialog;
     if (dialogCreating && status > 100 && status < 300 && !d) {
       const fromTag = getTag(req.get('from') ?? '') ?? '';
-      const contact = req.getAll('contact')[0];
+      const contact = req.first('contact');
       d = new Dialog(
         dialogId(req.callId, fromTag),
         'uas',
@@ -796,42 +985,43 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (!tx.respond(res)) return this.#nok(app, msgId, 'Response not sent due to unknown transaction');
     const sent = this.#lastSent?.res === res ? this.#lastSent.data : serialize(res);
     this.#lastSent = undefined;
-    const peer = this.#responseTarget(res, sc.inbound);
+    const peer = sc.target;
 
     if (reliable && d) this.#retransmitReliable(tx as ServerInviteTransaction, sc, res, Number(res.get('rseq')));
     if (d && req.method === 'INVITE') {
       if (status >= 200 && status < 300) {
         d.state = 'confirmed';
         this.#awaitAck(d, tx as ServerInviteTransaction, res, sc);
-        if (initial) this.#cdr('start', 'application', 'uas', sent.toString('utf8'));
+        if (initial) this.#cdr('start', 'application', 'uas', sent);
       } else if (status >= 300 && (dialogCreating || d.state === 'early')) {
         // a failed initial INVITE ends the early dialog
         if (d.state === 'early') this.dialogs.remove(d);
-        this.#cdr('stop', 'application', status === 487 ? 'call-canceled' : 'call-rejected', sent.toString('utf8'));
+        this.#cdr('stop', 'application', status === 487 ? 'call-canceled' : 'call-rejected', sent);
       }
     } else if (req.method === 'INVITE' && status >= 300 && !sc.dialog) {
-      this.#cdr('stop', 'application', status === 487 ? 'call-canceled' : 'call-rejected', sent.toString('utf8'));
+      this.#cdr('stop', 'application', status === 487 ? 'call-canceled' : 'call-rejected', sent);
     }
     if (d && req.method === 'BYE' && status >= 200) {
       this.dialogs.remove(d);
-      if (d.method === 'INVITE') this.#cdr('stop', 'network', 'normal-release', serialize(req).toString('utf8'));
+      if (d.method === 'INVITE') this.#cdr('stop', 'network', 'normal-release', req);
     }
     const reportedDialog = d && (!initial || req.method === 'INVITE' || req.method === 'SUBSCRIBE') ? d.id : '';
+    if (status >= 200) this.#answered(tx, sent);
     this.stats.wireOut++;
-    app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, peer.address, peer.port)}|${txnId}|${reportedDialog}||Msg sent:|\r\n${sent.toString('utf8')}`);
+    app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, peer.address, peer.port)}|${txnId}|${reportedDialog}||Msg sent:|\r\n`, sent);
   }
 
   /** 2xx retransmission until the ACK comes (13.3.1.4), then the unsolicited BYE. */
   #awaitAck(d: Dialog, tx: ServerInviteTransaction, res: SipResponse, sc: ServerContext): void {
     d.clearPendingAck();
     const { T1, T2 } = this.opts.timers;
-    const pending = { cseq: cseqNumberOf(tx.request), response: res, txnId: tx.id, retransmit: undefined as undefined | { cancel(): void }, giveUp: undefined as undefined | { cancel(): void } };
+    const pending: PendingAck = { cseq: cseqNumberOf(tx.request), response: res, txnId: tx.id, retransmit: undefined, giveUp: undefined };
     d.pendingAck = pending;
     if (!sc.listener.transport.reliable) {
       const again = (interval: number): void => {
         pending.retransmit = this.#clock.schedule(interval, () => {
           if (d.pendingAck !== pending) return;
-          this.#sendResponse(res, sc.inbound, sc.listener);
+          this.#sendResponse(res, sc.target, sc.listener, sc.inbound.connectionId);
           again(Math.min(interval * 2, T2));
         });
       };
@@ -863,7 +1053,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
           stop();
           return;
         }
-        this.#sendResponse(res, sc.inbound, sc.listener);
+        this.#sendResponse(res, sc.target, sc.listener, sc.inbound.connectionId);
         again(interval * 2);
       });
     };
@@ -922,9 +1112,12 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     return this.resolve(first !== undefined ? uriOf(first) : d.remoteTarget, d.transport);
   }
 
-  async #sendInDialog(d: Dialog, req: SipRequest): Promise<void> {
+  /** Sends the ACK of a dialog's INVITE again, as it was sent (a 2xx came again, 13.2.2.4). */
+  async #resendAck(d: Dialog, data: Buffer): Promise<void> {
     const { peer, listener } = await this.#dialogNextHop(d);
-    this.sendRequest(req, peer, listener);
+    listener.transport.send(data, peer);
+    this.stats.count(this.stats.requestsOut, 'ACK');
+    this.capture?.record(d.callId, this.#clock.now(), 'out', peer.transport, peer.address, peer.port, listener.local, data);
   }
 
   async #appInDialog(app: AppConnection, msgId: string, d: Dialog, appReq: SipRequest): Promise<void> {
@@ -932,14 +1125,14 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     const l = this.#listenerForTransport(d.transport) ?? this.#listeners[0]!;
     let req: SipRequest;
     if (method === 'ACK') {
-      const ackSeq = d.lastAck?.cseq ?? d.localSeq;
+      const ackSeq = d.lastAckSeq ?? d.localSeq;
       req = this.#buildInDialog(d, 'ACK', d.pendingInviteSeq ?? ackSeq);
     } else if (method === 'CANCEL') {
       throw new Error('CANCEL goes with the INVITE transaction id, not a dialog id');
     } else {
       req = this.#buildInDialog(d, method);
     }
-    this.#applyAppHeaders(req, appReq, new Set(['from', 'to', 'call-id', 'cseq', 'max-forwards']), l);
+    this.#applyAppHeaders(req, appReq, REQUEST_SKIP, l);
     if ((method === 'INVITE' || method === 'UPDATE' || method === 'SUBSCRIBE' || method === 'REFER' || method === 'NOTIFY') && !req.has('contact')) {
       req.set('Contact', this.contactFor(l));
     }
@@ -947,25 +1140,25 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     if (method === 'ACK') {
       const seq = cseqNumberOf(req);
       const sent = this.sendRequest(req, peer, listener);
-      d.lastAck = { cseq: seq, data: req };
+      d.setAck(seq, sent);
       d.pendingInviteSeq = undefined;
       if (d.state === 'early') d.state = 'confirmed';
       this.stats.wireOut++;
-      app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, listener.listen.host, listener.listen.port)}|${newTxnId()}|Msg sent:|\r\n${sent.toString('utf8')}`);
+      app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, listener.listen.host, listener.listen.port)}|${newTxnId()}|Msg sent:|\r\n`, sent);
       return;
     }
     if (method === 'INVITE') d.pendingInviteSeq = cseqNumberOf(req);
     if (method === 'BYE') {
       this.dialogs.remove(d);
-      if (d.method === 'INVITE') this.#cdr('stop', 'application', 'normal-release', serialize(req).toString('utf8'));
+      if (d.method === 'INVITE') this.#cdr('stop', 'application', 'normal-release', req);
     }
     const txnId = newTxnId();
     this.#client.set(txnId, { appId: app.id, dialogId: d.id, inDialog: true, listener, target: peer, cancelWaiting: undefined });
     const tx = this.startClient(req, peer, listener, this.#appTu(txnId, req, peer, listener, d), txnId);
     if (!tx) throw new Error('could not start transaction');
-    const sent = serialize(req);
+    const sent = this.#sentBytes(req);
     this.stats.wireOut++;
-    app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, listener.listen.host, listener.listen.port)}|${txnId}|Msg sent:|\r\n${sent.toString('utf8')}`);
+    app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, listener.listen.host, listener.listen.port)}|${txnId}|Msg sent:|\r\n`, sent);
   }
 
   /** The TU of a client transaction started for an application: responses go to the app. */
@@ -999,7 +1192,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
       const toTag = getTag(res.get('to') ?? '');
       d = this.dialogs.get(dlgId);
       if (!d && toTag !== undefined && status > 100 && status < 300 && !synthetic) {
-        const contact = res.getAll('contact')[0];
+        const contact = res.first('contact');
         if (contact !== undefined || status >= 200) {
           d = new Dialog(dlgId, 'uac', req.callId, fromTag, toTag, stripTag(req.get('from') ?? ''), stripTag(req.get('to') ?? ''),
             contact !== undefined ? uriOf(contact) : req.uri, cseqNumberOf(req), appId ?? '', l.transport.name, req.method);
@@ -1012,26 +1205,40 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
         if (d.state === 'early') {
           d.state = 'confirmed';
           d.routeSet = res.getAll('record-route').reverse();
-          const contact = res.getAll('contact')[0];
+          const contact = res.first('contact');
           if (contact !== undefined) d.remoteTarget = uriOf(contact);
-          if (isInvite) this.#cdr('start', 'network', 'uac', serialize(res).toString('utf8'));
-        } else if (d.lastAck && d.lastAck.cseq === cseqNumberOf(res)) {
+          if (isInvite) this.#cdr('start', 'network', 'uac', res);
+        } else {
           // a retransmitted 2xx: the ACK is sent again and the application is not told twice
-          void this.#sendInDialog(d, d.lastAck.data);
-          return;
+          const ack = d.ackFor(cseqNumberOf(res));
+          if (ack) {
+            void this.#resendAck(d, ack);
+            return;
+          }
         }
       } else if (d && status >= 300 && d.state === 'early') {
         this.dialogs.remove(d);
         d = undefined;
       }
-      if (isInvite && status >= 300) this.#cdr('stop', 'network', status === 487 ? 'call-canceled' : 'call-rejected', serialize(res).toString('utf8'));
+      if (isInvite && status >= 300) this.#cdr('stop', 'network', status === 487 ? 'call-canceled' : 'call-rejected', res);
     } else if (inDialog && isInvite && status >= 200 && status < 300) {
-      if (inDialog.lastAck && inDialog.lastAck.cseq === cseqNumberOf(res)) {
-        void this.#sendInDialog(inDialog, inDialog.lastAck.data);
+      const ack = inDialog.ackFor(cseqNumberOf(res));
+      if (ack) {
+        void this.#resendAck(inDialog, ack);
         return;
       }
-      const contact = res.getAll('contact')[0];
+      const contact = res.first('contact');
       if (contact !== undefined) inDialog.remoteTarget = uriOf(contact);
+    }
+    if (status >= 200) {
+      const tx = this.transactions.byId(txnId);
+      if (isInvite && status < 300 && tx instanceof ClientInviteTransaction && tx.state === 'accepted' && appId !== undefined && dlgId !== '') {
+        // Accepted until Timer M: only 2xx retransmissions are left to handle
+        this.transactions.retire(tx, new AcceptedClientInvite(txnId, tx.key, appId, dlgId, peer, cseqNumberOf(req), this.dialogs), 64 * this.opts.timers.T1);
+      } else {
+        // the transaction is over for the request's text: keep what matching and the dialog need
+        compactRequest(req);
+      }
     }
     if (!app) return;
     const text = serialize(res);
@@ -1060,18 +1267,18 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     req.append('Call-ID', appReq.get('call-id') ?? newCallId());
     const cseq = parseCSeq(appReq.get('cseq') ?? '')?.seq ?? newCSeq();
     req.append('CSeq', `${cseq} ${method}`);
-    this.#applyAppHeaders(req, appReq, new Set(['from', 'to', 'call-id', 'cseq', 'max-forwards']), l);
+    this.#applyAppHeaders(req, appReq, REQUEST_SKIP, l);
     if ((method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER') && !req.has('contact')) req.set('Contact', this.contactFor(l));
 
     const txnId = newTxnId();
     const fromTag = getTag(from) ?? '';
     const dlgId = method === 'INVITE' || method === 'SUBSCRIBE' ? dialogId(req.callId, fromTag) : '';
     this.#client.set(txnId, { appId: app.id, dialogId: dlgId, inDialog: false, listener: l, target: peer, cancelWaiting: undefined });
-    const sent = serialize(req);
-    this.stats.wireOut++;
-    app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, l.listen.host, l.listen.port)}|${txnId}|Msg sent:|\r\n${sent.toString('utf8')}`);
-    if (method === 'INVITE') this.#cdr('attempt', 'application', undefined, sent.toString('utf8'));
     const tx = this.startClient(req, peer, l, this.#appTu(txnId, req, peer, l, undefined), txnId);
+    const sent = this.#sentBytes(req);
+    this.stats.wireOut++;
+    app.reply(msgId, `OK|${meta6('application', sent.length, peer.transport, l.listen.host, l.listen.port)}|${txnId}|Msg sent:|\r\n`, sent);
+    if (method === 'INVITE') this.#cdr('attempt', 'application', undefined, sent);
     if (!tx) this.#client.delete(txnId);
   }
 
@@ -1079,6 +1286,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
   #appCancel(app: AppConnection, msgId: string, txnId: string, appReq: SipRequest): void {
     const tx = this.transactions.byId(txnId);
     const cc = this.#client.get(txnId);
+    if (tx instanceof AcceptedClientInvite) return this.#nok(app, msgId, 'unable to cancel transaction in state accepted');
     if (!(tx instanceof ClientInviteTransaction) || !cc) return this.#nok(app, msgId, `unable to cancel unknown transaction id: ${txnId}`);
     if (tx.state !== 'calling' && tx.state !== 'proceeding') return this.#nok(app, msgId, `unable to cancel transaction in state ${tx.state}`);
     const cancel = deriveFromInvite(tx.request, 'CANCEL', tx.request.get('to') ?? '');
@@ -1094,7 +1302,7 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
     else cc.cancelWaiting = go;
     const sent = serialize(cancel);
     this.stats.wireOut++;
-    app.reply(msgId, `OK|${meta6('application', sent.length, cc.target.transport, cc.listener.listen.host, cc.listener.listen.port)}|${cancelId}|Msg sent:|\r\n${sent.toString('utf8')}`);
+    app.reply(msgId, `OK|${meta6('application', sent.length, cc.target.transport, cc.listener.listen.host, cc.listener.listen.port)}|${cancelId}|Msg sent:|\r\n`, sent);
   }
 
   // ---------------------------------------------------------------- proxy
@@ -1226,27 +1434,50 @@ export class SipEngine implements TransportDelegate, WireDelegate, ProxyHost {
 
   // ---------------------------------------------------------------- cdr events
 
-  #cdr(type: 'attempt' | 'start' | 'stop', source: 'network' | 'application', extra: string | undefined, sip: string): void {
-    const app = this.#wire.pick(`cdr:${type}`);
+  /** A CDR event to the application routing it, if any; the message is serialized only then. */
+  #cdr(type: 'attempt' | 'start' | 'stop', source: 'network' | 'application', extra: string | undefined, sip: Buffer | SipMessage): void {
+    const route = type === 'attempt' ? 'cdr:attempt' : type === 'start' ? 'cdr:start' : 'cdr:stop';
+    const app = this.#wire.pick(route);
     if (!app) return;
-    this.#toApp(app, `cdr:${type}|${source}|${wireTime()}${extra !== undefined ? `|${extra}` : ''}`, sip);
+    this.#toApp(app, `${route}|${source}|${wireTime()}${extra !== undefined ? `|${extra}` : ''}`, Buffer.isBuffer(sip) ? sip : serialize(sip));
   }
 }
 
-function firstListComma(v: string): number {
-  let inQuote = false;
-  let inAngle = false;
-  for (let i = 0; i < v.length; i++) {
-    const c = v[i];
-    if (inQuote) {
-      if (c === '\\') i++;
-      else if (c === '"') inQuote = false;
-    } else if (c === '"') inQuote = true;
-    else if (c === '<') inAngle = true;
-    else if (c === '>') inAngle = false;
-    else if (c === ',' && !inAngle) return i;
+/** Header sets an application's message may not override (the engine writes them). */
+const RESPONSE_SKIP: ReadonlySet<string> = new Set(['from', 'to', 'call-id', 'cseq']);
+const REQUEST_SKIP: ReadonlySet<string> = new Set(['from', 'to', 'call-id', 'cseq', 'max-forwards']);
+
+const EMPTY = Buffer.alloc(0);
+
+/** The wire-protocol route of a method: its name in lower case (common ones without allocating). */
+function routeName(method: string): string {
+  switch (method) {
+    case 'INVITE': return 'invite';
+    case 'BYE': return 'bye';
+    case 'OPTIONS': return 'options';
+    case 'REGISTER': return 'register';
+    case 'INFO': return 'info';
+    case 'MESSAGE': return 'message';
+    case 'NOTIFY': return 'notify';
+    case 'SUBSCRIBE': return 'subscribe';
+    case 'UPDATE': return 'update';
+    case 'REFER': return 'refer';
+    case 'PRACK': return 'prack';
+    case 'PUBLISH': return 'publish';
+    default: return method.toLowerCase();
   }
-  return -1;
+}
+
+const wireNames = new Map<string, string>();
+
+/** `displayName` of a header key, remembered (applications send the same few headers). */
+function wireName(key: string): string {
+  let name = wireNames.get(key);
+  if (name === undefined) {
+    name = displayName(key);
+    if (wireNames.size < 1024) wireNames.set(detach(key), name);
+  }
+  return name;
 }
 
 function hashString(s: string): string {

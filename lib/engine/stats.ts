@@ -1,3 +1,5 @@
+import { detach } from './message/sip-message';
+
 /**
  * Engine counters: messages in and out by method and by status, rejected input, and gauges read
  * from the layers when asked. Exposed as JSON (/status) and Prometheus text (/metrics).
@@ -5,8 +7,9 @@
 export class EngineStats {
   readonly requestsIn = new Map<string, number>();
   readonly requestsOut = new Map<string, number>();
-  readonly responsesIn = new Map<string, number>();
-  readonly responsesOut = new Map<string, number>();
+  /** by status code */
+  readonly responsesIn = new Map<number, number>();
+  readonly responsesOut = new Map<number, number>();
   /** parse failures, oversized messages, stalled or garbage TCP peers */
   rejected = 0;
   /** wire messages exchanged with applications */
@@ -14,8 +17,11 @@ export class EngineStats {
   wireOut = 0;
   readonly startedAt = Date.now();
 
-  count(map: Map<string, number>, key: string): void {
-    map.set(key, (map.get(key) ?? 0) + 1);
+  count<K extends string | number>(map: Map<K, number>, key: K): void {
+    const n = map.get(key);
+    // the first key is kept by the map: a method name is a slice of its message, so copy it
+    if (n === undefined) map.set(typeof key === 'string' ? (detach(key) as K) : key, 1);
+    else map.set(key, n + 1);
   }
 }
 
@@ -49,7 +55,7 @@ export function prometheusText(s: EngineStats, g: EngineGauges): string {
   const gauge = (name: string, help: string, v: number): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${v}`);
   };
-  const counter = (name: string, help: string, label: string, m: Map<string, number>): void => {
+  const counter = (name: string, help: string, label: string, m: Map<string | number, number>): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
     for (const [k, v] of m) out.push(`${name}{${label}="${k}"} ${v}`);
   };

@@ -119,20 +119,24 @@ export function formatNameAddr(n: NameAddr): string {
 }
 
 /**
- * The `tag` parameter of a From/To value (RFC 3261 section 19.3), or undefined. Fast path for
- * the common case without DQUOTE: parameters start after the last `>` (name-addr) or at the
- * first `;` (addr-spec) and are scanned in place; anything else falls back to the full parser.
+ * The `tag` parameter of a From/To value (RFC 3261 section 19.3), or undefined. Fast path: the
+ * header parameters start after the `>` closing the URI (name-addr, with a quoted display name
+ * skipped over) or at the first `;` (addr-spec), and are scanned in place; a quoted parameter
+ * value, or anything the fast path cannot place, goes to the full parser.
  */
 export function getTag(headerValue: string): string | undefined {
   const s = headerValue;
+  let i: number;
   if (s.indexOf('"') >= 0) {
-    const na = parseNameAddr(s);
-    const t = na?.params.get('tag');
-    return t === null || t === undefined ? undefined : t;
+    const end = scanQuoted(s, s.indexOf('"'));
+    const gt = end < 0 ? -1 : s.indexOf('>', end);
+    if (gt < 0 || s.indexOf('"', gt) >= 0) return tagOf(parseNameAddr(s));
+    i = gt + 1;
+  } else {
+    const gt = s.lastIndexOf('>');
+    i = gt >= 0 ? gt + 1 : s.indexOf(';');
+    if (i < 0) return undefined;
   }
-  const gt = s.lastIndexOf('>');
-  let i = gt >= 0 ? gt + 1 : s.indexOf(';');
-  if (i < 0) return undefined;
   const n = s.length;
   for (;;) {
     i = s.indexOf(';', i);
@@ -152,4 +156,9 @@ export function getTag(headerValue: string): string | undefined {
       }
     }
   }
+}
+
+function tagOf(na: NameAddr | undefined): string | undefined {
+  const t = na?.params.get('tag');
+  return t === null || t === undefined ? undefined : t;
 }

@@ -102,6 +102,49 @@ export function splitList(value: string): string[] {
   return out;
 }
 
+/** Index of the first comma that separates list elements (none inside quotes or <...>), or -1. */
+export function firstListComma(v: string): number {
+  if (v.indexOf(',') < 0) return -1;
+  let inQuote = false;
+  let inAngle = false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (inQuote) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inQuote = false;
+    } else if (c === 0x22) inQuote = true;
+    else if (c === 0x3c) inAngle = true;
+    else if (c === 0x3e) inAngle = false;
+    else if (c === 0x2c && !inAngle) return i;
+  }
+  return -1;
+}
+
+/** The first list element of a header value (the top Via, the first Route), trimmed. */
+export function firstListElement(value: string): string {
+  const comma = firstListComma(value);
+  return comma < 0 ? value : value.slice(0, comma).trim();
+}
+
+/**
+ * A copy of a string that does not keep its source alive. Header values are slices of the
+ * decoded header block of their message, so a short value kept for a dialog's life (a tag, a
+ * URI) would otherwise hold the whole message text in memory.
+ */
+export function detach(s: string): string {
+  // V8 copies slices shorter than 13 characters anyway. For longer ones, slicing a fresh
+  // concatenation makes V8 flatten it into a new string, and the slice points into that copy.
+  return s.length < 13 ? s : (' ' + s).slice(1);
+}
+
+/**
+ * An exact copy of a string in memory of its own, for strings kept as long as a call lasts
+ * (`detach` is cheaper but leaves a small slice in front of the copy).
+ */
+export function ownString(s: string): string {
+  return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
+}
+
 abstract class SipMessageBase {
   version = 'SIP/2.0';
   headers: SipHeader[] = [];
@@ -179,6 +222,13 @@ abstract class SipMessageBase {
     return first;
   }
 
+  /** The first list element of a header (the top Via, the first Route), or undefined. */
+  first(key: string): string | undefined {
+    const k = canonicalName(key);
+    for (const h of this.headers) if (h.key === k) return firstListElement(h.value);
+    return undefined;
+  }
+
   get callId(): string {
     return this.get('call-id') ?? '';
   }
@@ -201,6 +251,26 @@ export class SipResponse extends SipMessageBase {
 }
 
 export type SipMessage = SipRequest | SipResponse;
+
+/** Headers a request keeps once its transaction has answered it (see `compactRequest`). */
+const KEPT_AFTER_ANSWER: ReadonlySet<string> = new Set(['via', 'from', 'to', 'call-id', 'cseq', 'record-route', 'route']);
+
+/**
+ * Shrinks a request whose transaction has sent or received its final response, in place: the
+ * transaction lingers for its RFC 3261 timers (32 s over UDP) but from then on only builds
+ * responses from it or matches against it, for which Via, From, To, Call-ID, CSeq and the route
+ * headers suffice. The other headers and the body go, and the kept values are copied so the
+ * whole message text is not held for those seconds.
+ */
+export function compactRequest(req: SipRequest): void {
+  const kept: SipHeader[] = [];
+  for (const h of req.headers) {
+    if (KEPT_AFTER_ANSWER.has(h.key)) kept.push({ key: h.key, name: detach(h.name), value: detach(h.value) });
+  }
+  req.headers = kept;
+  req.body = EMPTY;
+  req.uri = detach(req.uri);
+}
 
 /** Deep copy: headers are copied, the body buffer is shared (it is never mutated in place). */
 export function cloneMessage<T extends SipMessage>(m: T): T {

@@ -69,6 +69,8 @@ export class ServerInviteTransaction extends Transaction {
         this.finalStatus = s;
         if (s < 300) {
           this.#state = 'accepted';
+          // the core retransmits a 2xx itself (13.3.1.4): the transaction no longer needs it
+          this.#last = undefined;
           this.#timerL.start(64 * this.ctx.timers.T1, () => this.#end());
           return true;
         }

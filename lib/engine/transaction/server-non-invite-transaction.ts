@@ -25,6 +25,10 @@ export class ServerNonInviteTransaction extends Transaction {
     return this.#state;
   }
 
+  get lastResponse(): SipResponse | undefined {
+    return this.#last;
+  }
+
   /** A retransmitted request: absorbed while trying, answered with the last response after. */
   receiveRequest(): void {
     if ((this.#state === 'proceeding' || this.#state === 'completed') && this.#last) this.send(this.#last);

@@ -1,4 +1,4 @@
-import type { SipRequest, SipResponse } from '../message/sip-message';
+import { detach, type SipRequest, type SipResponse } from '../message/sip-message';
 import { type Clock, NamedTimer, type TimerValues } from './timers';
 
 /** What every transaction is given by the layer that creates it. */
@@ -18,18 +18,23 @@ export abstract class Transaction {
   abstract readonly kind: TransactionKind;
   abstract get state(): string;
   readonly createdAt: number;
+  /** the RFC 3261 section 17.1.3 / 17.2.3 matching key */
+  readonly key: string;
+  /** server transactions: the merged-request key (section 8.2.2.2), set by the transaction layer */
+  mergeKey: string | undefined;
   protected readonly timers: NamedTimer[] = [];
   #terminated = false;
 
   constructor(
     /** the id given to applications in the wire protocol */
     readonly id: string,
-    /** the RFC 3261 section 17.1.3 / 17.2.3 matching key */
-    readonly key: string,
+    key: string,
     readonly request: SipRequest,
     protected readonly ctx: TransactionContext,
   ) {
     this.createdAt = ctx.clock.now();
+    // the key is made of slices of the request's text: a copy lets that text go once answered
+    this.key = detach(key);
   }
 
   protected timer(name: string): NamedTimer {

@@ -1,5 +1,6 @@
 import * as dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIP, isIPv6 } from 'node:net';
 import { type Peer, type Transport, type TransportDelegate, listenError } from './transport';
 
 /** SIP over UDP (RFC 3261 section 18): one datagram is one message. */
@@ -15,7 +16,7 @@ export class UdpTransport implements Transport {
     readonly delegate: TransportDelegate,
     readonly maxSize: number,
   ) {
-    this.#socket = dgram.createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false });
+    this.#socket = dgram.createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false, lookup: addressLookup });
     this.#socket.on('message', (data, rinfo) => {
       const source: Peer = { transport: 'udp', address: rinfo.address, port: rinfo.port };
       // an oversized datagram still goes up: the parser answers it 513 (RFC 3261 section 18.1.1)
@@ -57,4 +58,15 @@ export class UdpTransport implements Transport {
     this.#closed = true;
     return new Promise((resolve) => this.#socket.close(() => resolve()));
   }
+}
+
+/**
+ * The socket's name lookup: the engine sends to addresses (resolved beforehand), which the
+ * default lookup hands back on the next tick; this hands them back at once, so a datagram
+ * leaves within the call to send(). Names still go through DNS.
+ */
+function addressLookup(host: string, options: LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(host);
+  if (family !== 0) callback(null, host, family);
+  else dnsLookup(host, options, callback);
 }

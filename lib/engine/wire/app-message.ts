@@ -7,10 +7,10 @@ import { SipRequest, SipResponse, type SipMessage, canonicalName } from '../mess
  */
 export function parseAppMessage(text: string): SipMessage | string {
   const split = text.indexOf('\r\n\r\n');
-  const head = split < 0 ? text : text.slice(0, split);
-  const body = split < 0 ? '' : text.slice(split + 4);
-  const lines = head.split('\r\n');
-  const start = lines[0] ?? '';
+  const headEnd = split < 0 ? text.length : split;
+  let eol = text.indexOf('\r\n');
+  if (eol < 0 || eol > headEnd) eol = headEnd;
+  const start = text.slice(0, eol);
   let msg: SipMessage;
   if (start.startsWith('SIP/')) {
     const m = /^SIP\/2\.0 (\d{3})(?: (.*))?$/.exec(start);
@@ -21,20 +21,26 @@ export function parseAppMessage(text: string): SipMessage | string {
     if (!m) return `invalid request line: ${start.slice(0, 60)}`;
     msg = new SipRequest(m[1]!.toUpperCase(), m[2]!);
   }
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.length === 0) continue;
-    if ((line[0] === ' ' || line[0] === '\t') && msg.headers.length > 0) {
-      const last = msg.headers[msg.headers.length - 1]!;
-      last.value += ' ' + line.trim();
-      continue;
+  const headers = msg.headers;
+  // header lines, one at a time (no array of lines); a line starting with SP/HTAB continues the last
+  for (let pos = eol + 2; pos < headEnd; ) {
+    let end = text.indexOf('\r\n', pos);
+    if (end < 0 || end > headEnd) end = headEnd;
+    if (end > pos) {
+      const c = text.charCodeAt(pos);
+      if ((c === 0x20 || c === 0x09) && headers.length > 0) {
+        const last = headers[headers.length - 1]!;
+        last.value += ' ' + text.slice(pos, end).trim();
+      } else {
+        const colon = text.indexOf(':', pos);
+        if (colon <= pos || colon >= end) return `invalid header line: ${text.slice(pos, Math.min(end, pos + 60))}`;
+        const name = text.slice(pos, colon).trim();
+        headers.push({ key: canonicalName(name), name, value: text.slice(colon + 1, end).trim() });
+      }
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) return `invalid header line: ${line.slice(0, 60)}`;
-    const name = line.slice(0, colon).trim();
-    msg.headers.push({ key: canonicalName(name), name, value: line.slice(colon + 1).trim() });
+    pos = end + 2;
   }
-  msg.body = Buffer.from(body, 'utf8');
+  if (split >= 0 && split + 4 < text.length) msg.body = Buffer.from(text.slice(split + 4), 'utf8');
   return msg;
 }
 

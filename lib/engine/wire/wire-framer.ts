@@ -20,37 +20,39 @@ export class WireFramer {
 
   push(chunk: Buffer): void {
     if (this.#failed) return;
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    // most chunks hold whole frames: only a partial frame's bytes are carried to the next chunk
+    const buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    let at = 0;
     for (;;) {
-      const hash = this.#buf.indexOf(HASH);
+      const hash = buf.indexOf(HASH, at);
       if (hash < 0) {
-        if (this.#buf.length > MAX_PREFIX) return this.#fail('no length prefix');
-        return;
+        if (buf.length - at > MAX_PREFIX) return this.#fail('no length prefix');
+        break;
       }
-      if (hash === 0 || hash > MAX_PREFIX) return this.#fail('bad length prefix');
+      if (hash === at || hash - at > MAX_PREFIX) return this.#fail('bad length prefix');
       let len = 0;
-      for (let i = 0; i < hash; i++) {
-        const d = this.#buf[i]! - 0x30;
+      for (let i = at; i < hash; i++) {
+        const d = buf[i]! - 0x30;
         if (d < 0 || d > 9) return this.#fail('non-numeric length prefix');
         len = len * 10 + d;
       }
       if (len === 0 || len > this.maxMessage) return this.#fail(`message length ${len} out of range`);
       const end = hash + 1 + len;
-      if (this.#buf.length < end) return;
-      const payload = this.#buf.toString('utf8', hash + 1, end);
-      this.#buf = this.#buf.subarray(end);
+      if (buf.length < end) break;
+      const payload = buf.toString('utf8', hash + 1, end);
+      at = end;
       this.onMessage(payload);
       if (this.#failed) return;
     }
+    // keep a copy of the partial frame, so the chunk it came in is not held
+    this.#buf = at >= buf.length ? EMPTY : Buffer.from(buf.subarray(at));
   }
 
   #fail(reason: string): void {
     this.#failed = true;
-    this.#buf = Buffer.alloc(0);
+    this.#buf = EMPTY;
     this.onError(reason);
   }
 }
 
-export function frame(payload: string): string {
-  return `${Buffer.byteLength(payload, 'utf8')}#${payload}`;
-}
+const EMPTY = Buffer.alloc(0);

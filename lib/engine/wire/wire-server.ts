@@ -1,7 +1,8 @@
 import * as net from 'node:net';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { newMsgId } from '../ids';
 import type { Logger } from 'pino';
-import { WireFramer, frame } from './wire-framer';
+import { WireFramer } from './wire-framer';
 
 /** One connected drachtio application. */
 export class AppConnection {
@@ -9,6 +10,10 @@ export class AppConnection {
   tags: string[] = [];
   readonly routes = new Set<string>();
   readonly remote: string;
+  /** frames written in this event-loop turn, not yet on the socket: text and SIP bytes */
+  #out: Array<string | Buffer> = [];
+  #outBytes = 0;
+  #flushScheduled = false;
 
   constructor(
     readonly id: string,
@@ -17,28 +22,52 @@ export class AppConnection {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
   }
 
-  #corked = false;
-
   /**
-   * Sends one framed payload. Frames written in the same event-loop turn go out in one write:
-   * on loopback each write is a syscall that also pays for the delivery.
+   * Sends one framed payload: `head` (text) followed by `sip` (a SIP message's bytes, sent as
+   * they are). Frames written in the same event-loop turn go out in one write, after the I/O
+   * callbacks of the turn: on loopback each write is a syscall that also pays for the delivery.
    */
-  send(payload: string): void {
+  sendFrame(head: string, sip?: Buffer): void {
     if (this.socket.destroyed) return;
-    if (!this.#corked) {
-      this.#corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.socket.uncork();
-      });
+    const headBytes = Buffer.byteLength(head, 'utf8');
+    const prefix = `${headBytes + (sip?.length ?? 0)}#`;
+    this.#out.push(prefix + head);
+    this.#outBytes += prefix.length + headBytes;
+    if (sip !== undefined && sip.length > 0) {
+      this.#out.push(sip);
+      this.#outBytes += sip.length;
     }
-    this.socket.write(frame(payload));
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
   }
 
-  /** `<uuid>|response|<msgId>|<rest>` */
-  reply(msgId: string, rest: string): void {
-    this.send(`${randomUUID()}|response|${msgId}|${rest}`);
+  /** Sends one framed text payload. */
+  send(payload: string): void {
+    this.sendFrame(payload);
+  }
+
+  /** `<uuid>|response|<msgId>|<rest>`, then `sip` when the answer carries a SIP message. */
+  reply(msgId: string, rest: string, sip?: Buffer): void {
+    this.sendFrame(`${newMsgId()}|response|${msgId}|${rest}`, sip);
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const out = this.#out;
+    const total = this.#outBytes;
+    this.#out = [];
+    this.#outBytes = 0;
+    if (out.length === 0 || this.socket.destroyed) return;
+    // one contiguous buffer, one write: the stream then makes a single syscall for the turn
+    const buf = Buffer.allocUnsafe(total);
+    let at = 0;
+    for (const part of out) {
+      if (typeof part === 'string') at += buf.write(part, at, 'utf8');
+      else at += part.copy(buf, at);
+    }
+    this.socket.write(at === total ? buf : buf.subarray(0, at));
   }
 }
 

@@ -61,6 +61,16 @@ t.test('RFC 3261 section 19.3: getTag', async (tt) => {
   tt.equal(getTag('<sip:a@example.com>'), undefined);
   tt.equal(getTag(''), undefined);
   tt.equal(getTag("<sip:a@example.com>;tag=_token~1'+`*%!-."), "_token~1'+`*%!-.", 'every token character');
+  // quoted display names take the in-place scan too; quotes it cannot place take the full parser
+  tt.equal(getTag('"sipp" <sip:sipp@127.0.0.1:5061>;tag=123SIPpTag001'), '123SIPpTag001');
+  tt.equal(getTag('"a\\"b>" <sip:a@example.com> ; TAG = q1'), 'q1', 'escaped quote and > inside the display name');
+  tt.equal(getTag('"a" <sip:a@example.com;tag=uri>'), undefined, 'after a quoted name, a URI parameter is still not the tag');
+  tt.equal(getTag('"a" <sip:a@example.com>;p="x;tag=no";tag=yes'), 'yes', 'a quoted parameter value');
+  tt.equal(getTag('<sip:a@example.com>;p=">";tag=yes'), 'yes');
+  tt.equal(getTag('"unterminated <sip:a@example.com>;tag=1'), undefined, 'malformed');
+  for (const s of ['"x" <sip:a@example.com>;tag=1', '"x;y" <sip:a@e.com>;a=b;tag=2;c', '"" <sip:a@e.com>;tag=3', '"x" <sip:a@e.com>;p="\\"";tag=4']) {
+    tt.equal(getTag(s), parseNameAddr(s)?.params.get('tag'), `same as the full parser: ${s}`);
+  }
 });
 
 t.test('RFC 3261 section 20.10: formatNameAddr', async (tt) => {

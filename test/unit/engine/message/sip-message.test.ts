@@ -1,7 +1,8 @@
 // The message model (RFC 3261 section 7): header look-ups, list splitting and editing.
 import t from 'tap';
 import {
-  SipRequest, SipResponse, canonicalName, cloneMessage, displayName, isListHeader, splitList,
+  SipRequest, SipResponse, canonicalName, cloneMessage, compactRequest, detach, displayName, firstListComma, firstListElement,
+  isListHeader, ownString, splitList,
 } from '../../../../lib/engine/message/sip-message';
 import { parseMessage } from '../../../../lib/engine/message/parser';
 
@@ -133,4 +134,35 @@ t.test('RFC 3261 section 7: cloneMessage copies headers deeply and shares the bo
   tt.equal(rc.type, 'response');
   tt.equal(rc.status, 180);
   tt.equal(rc.reason, 'Ringing');
+});
+
+t.test('first(): the first list element of a header', async (tt) => {
+  const r = sample();
+  tt.equal(r.first('via'), 'SIP/2.0/UDP a.example.com;branch=z9hG4bK1');
+  tt.equal(r.first('route'), '<sip:p1.example.com;lr>');
+  tt.equal(r.first('from'), '"A, B" <sip:alice@example.com>;tag=1', 'a comma inside quotes does not split');
+  tt.equal(r.first('contact'), undefined);
+  tt.equal(firstListComma('<sip:a,b>, <sip:c>'), 9);
+  tt.equal(firstListElement('no comma at all'), 'no comma at all');
+});
+
+t.test('compactRequest keeps what answering and matching need, in strings of their own', async (tt) => {
+  const r = sample();
+  r.body = Buffer.from('v=0');
+  compactRequest(r);
+  tt.same(r.headers.map((h) => h.key), ['via', 'via', 'route', 'from', 'to', 'call-id', 'cseq']);
+  tt.equal(r.get('call-id'), 'abc@host');
+  tt.equal(r.first('via'), 'SIP/2.0/UDP a.example.com;branch=z9hG4bK1');
+  tt.equal(r.get('subject'), undefined, 'other headers go');
+  tt.equal(r.body.length, 0, 'the body goes');
+  tt.equal(r.uri, 'sip:bob@example.com');
+});
+
+t.test('detach and ownString copy a string', async (tt) => {
+  const big = 'x'.repeat(100) + 'the value we keep' + 'y'.repeat(100);
+  const slice = big.slice(100, 117);
+  tt.equal(detach(slice), 'the value we keep');
+  tt.equal(ownString(slice), 'the value we keep');
+  tt.equal(ownString('Jürgen <sip:j@b>, ok'), 'Jürgen <sip:j@b>, ok', 'UTF-8 text survives');
+  tt.equal(detach('short'), 'short');
 });
