@@ -166,8 +166,11 @@ async function main(): Promise<void> {
       fail(`call log at ${where}: ${(err as Error).message} (${cl.databaseUrl ? 'DATABASE_URL' : 'CALL_LOG_PATH'})`);
     }
   }
+  // The call log takes each finished call's capture from the engine (which then forgets it); the
+  // operator API only looks, at live calls and at calls whose messages are not stored yet.
   const capture = cl.captureUrl ? new EngineCapture(cl.captureUrl) : undefined;
-  const callLog = new CallLogWriter({ store, capture, captureGraceMs: cl.captureGraceMs, flushMs: cl.flushMs, instance: config.instance, logger: log.child({ component: 'call-log' }) });
+  const captureTaken = cl.captureUrl ? new EngineCapture(cl.captureUrl, { take: true }) : undefined;
+  const callLog = new CallLogWriter({ store, capture: captureTaken, captureGraceMs: cl.captureGraceMs, flushMs: cl.flushMs, instance: config.instance, logger: log.child({ component: 'call-log' }) });
   await callLog.recover();
   callLog.startPruning(cl.retentionDays, cl.sipRetentionDays);
 
@@ -256,6 +259,8 @@ async function main(): Promise<void> {
     srf.disconnect();
     await callLog.flush();
     await operator?.close();
+    capture?.close();
+    captureTaken?.close();
     await media.close();
     await store?.close();
     log.info('b2bua stopped');

@@ -12,7 +12,7 @@
  * SqliteCallStore in a temporary directory, opened as the B2BUA opens it (WAL checkpoints on a
  * worker thread), and, `--grace-ms` after each end, reads the call's SIP messages (`--messages`
  * of about `--message-bytes` bytes, half per leg) from a capture source: `http` is the real
- * EngineCapture against a stand-in engine /capture endpoint served by a child process (so its
+ * EngineCapture against a stand-in engine /captures endpoint served by a child process (so its
  * serving costs are not counted here), `fake` an in-process CaptureSource. Variant `off` is
  * CALL_LOG=off. After `--warmup` unmeasured calls, each variant reports the process's CPU
  * (process.cpuUsage, all threads) per call until the last call's final event, the event loop's
@@ -106,7 +106,7 @@ function parseArgs(argv: readonly string[]): Settings {
 // ---------------------------------------------------------------------------------------------
 // The calls' SIP messages, as the engine's capture would give them
 
-/** One leg's captured messages in the engine's /capture JSON shape. */
+/** One leg's captured messages in the engine's /captures JSON shape. */
 function capturedLeg(callId: string, leg: 'a' | 'b', count: number, bytes: number, t0: number): Array<{ t: number; dir: string; transport: string; peer: string; local: string; text: string }> {
   const out = [];
   const methods = ['INVITE', 'SIP/2.0 100 Trying', 'SIP/2.0 180 Ringing', 'SIP/2.0 200 OK', 'ACK', 'BYE', 'SIP/2.0 200 OK'];
@@ -145,12 +145,13 @@ class FakeCapture implements CaptureSource {
   }
 }
 
-/** Child process mode: serves /capture/<Call-ID> on 127.0.0.1 like the engine's status endpoint. */
+/** Child process mode: serves /captures?id=... on 127.0.0.1 like the engine's status endpoint (one JSON line per call). */
 function serveCapture(perLeg: number, bytes: number): void {
   const server = http.createServer((req, res) => {
-    const callId = decodeURIComponent((req.url ?? '/').replace(/^\/capture\//, ''));
-    const body = JSON.stringify({ callId, messages: capturedLeg(callId, callId.startsWith('b-') ? 'b' : 'a', perLeg, bytes, Date.now() - 2000), truncated: false });
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    const ids = new URL(req.url ?? '/', 'http://engine').searchParams.getAll('id');
+    let body = '';
+    for (const callId of ids) body += `${JSON.stringify({ callId, messages: capturedLeg(callId, callId.startsWith('b-') ? 'b' : 'a', perLeg, bytes, Date.now() - 2000), truncated: false })}\n`;
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     res.end(body);
   });
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
@@ -318,7 +319,7 @@ async function runVariant(variant: 'on' | 'off', settings: Settings, captureUrl:
     raw = variant === 'on' ? SqliteCallStore.open(path.join(dir, 'calls.sqlite'), storeOptions) : undefined;
     const store = raw ? timedStore(raw, storeTimes) : undefined;
     const perLeg = Math.ceil(settings.messages / 2);
-    capture = variant === 'off' ? undefined : captureUrl ? new EngineCapture(captureUrl) : new FakeCapture(perLeg, settings.messageBytes);
+    capture = variant === 'off' ? undefined : captureUrl ? new EngineCapture(captureUrl, { take: true }) : new FakeCapture(perLeg, settings.messageBytes);
     const writer = new CallLogWriter({ store, capture, captureGraceMs: settings.graceMs, instance: 'bench', logger: pino({ level: 'warn' }) });
     const service = new EventEmitter();
     writer.attach(service as unknown as B2buaService);

@@ -2,39 +2,40 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { StoredSipMessage } from '../call-log/call-record';
 
-/** A call's SIP messages as the engine captured them (its /capture/<Call-ID> endpoint). */
+/** A call's SIP messages as the engine captured them (its /captures endpoint). */
 export interface CaptureSource {
   messages(callId: string, leg: 'a' | 'b'): Promise<{ messages: StoredSipMessage[]; truncated: boolean } | undefined>;
 }
 
-interface CapturedJson {
-  messages?: Array<{ t?: unknown; dir?: unknown; transport?: unknown; peer?: unknown; local?: unknown; text?: unknown }>;
-  truncated?: unknown;
-}
-
 /** The largest response read (the engine bounds each call's capture far below this). */
-const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** Times a read is sent before it fails (a second time on a new connection when the first broke). */
 const MAX_ATTEMPTS = 2;
 
-/**
- * Reads written together at most. The engine answers pipelined reads one after the other, each
- * a JSON encoding and a write, while SIP waits: eight (four calls) keep that burst to a
- * millisecond or two. More wait until those are answered.
- */
-const MAX_PIPELINED = 8;
+/** Call-IDs named in one request at most (the engine takes up to 500), and the length of its path. */
+const MAX_IDS_PER_REQUEST = 400;
+const MAX_PATH_BYTES = 12 * 1024;
 
 const CRLF = Buffer.from('\r\n');
 const HEAD_END = Buffer.from('\r\n\r\n');
+const NEWLINE = 0x0a;
+
+type Captured = { messages: StoredSipMessage[]; truncated: boolean } | undefined;
 
 interface Read {
-  readonly path: string;
-  readonly resolve: (res: { status: number; body: string }) => void;
+  readonly callId: string;
+  readonly leg: 'a' | 'b';
+  readonly resolve: (captured: Captured) => void;
   readonly reject: (err: Error) => void;
   readonly timer: NodeJS.Timeout;
   attempts: number;
   done: boolean;
+}
+
+/** One request: the reads it names, by Call-ID, until their line comes back. */
+interface Batch {
+  readonly reads: Map<string, Read[]>;
 }
 
 /** The response being received on a connection. */
@@ -42,16 +43,18 @@ interface Incoming {
   status: number;
   /** How the body ends: after `length` bytes, with the last chunk, or when the connection closes. */
   framing: 'length' | 'chunked' | 'close';
+  /** body bytes still to come ('length') */
   length: number;
   close: boolean;
-  chunks: Buffer[];
+  /** body bytes so far that do not yet end in a newline (a 200's lines), or the whole body (others) */
+  partial: Buffer;
   size: number;
 }
 
-/** One connection to the engine and the reads written on it, answered in order. */
+/** One connection to the engine and the request in flight on it. */
 interface Connection {
   readonly socket: net.Socket;
-  readonly inFlight: Read[];
+  batch: Batch | undefined;
   buffer: Buffer;
   incoming: Incoming | undefined;
   closed: boolean;
@@ -66,27 +69,38 @@ function captureError(message: string): Error {
  * Reads the engine's per-call SIP capture over its loopback status endpoint. A real
  * drachtio-server has no such endpoint: leave ENGINE_CAPTURE_URL unset there (no ladders).
  *
- * It speaks HTTP/1.1 itself, on one kept-alive connection, and pipelines: the reads asked for in
- * one turn of the event loop (both legs of a call, the calls whose grace ended together) go out
- * in one write, up to MAX_PIPELINED, and the engine (a Node HTTP server) answers them in order. On loopback each
- * write wakes the engine, which costs far more than the few bytes of a GET: Node's own client,
- * one request per round trip, cost about three times as much CPU per read
- * (bench/call-log-writer.ts). A read is sent again, once, on a new connection when the one it
- * was written on breaks (the engine closed an idle connection as the read went out); a read not
- * answered within `timeoutMs` fails, and its connection is dropped (later answers on it would be
- * out of step).
+ * Reads are batched: every read asked for while no request is in flight (both legs of a call,
+ * all the calls whose grace ended in the same window) goes in one `GET /captures?id=...`
+ * on one kept-alive HTTP/1.1 connection, and the engine answers with one JSON line per call,
+ * which is handed over as it arrives. At most one request is in flight; reads asked for
+ * meanwhile go in the next one, so under load the batches grow instead of the queue. On
+ * loopback every request wakes both processes, which costs far more CPU than its bytes: one
+ * request per leg was the call log's largest cost in the engine, and at ~400 calls/s it could
+ * not keep up.
+ *
+ * With `take` (the call log's reads, once a call is over) the engine forgets a capture once it
+ * has sent it: the call log keeps it from then on. The operator API's reads of live calls leave
+ * it where it is. A read is sent again, once, on a new connection when the one it was written on breaks; a
+ * read not answered within `timeoutMs` fails, and the connection it is in flight on is dropped.
  */
 export class EngineCapture implements CaptureSource {
   readonly #url: URL;
   readonly #basePath: string;
-  /** Reads not yet written. */
+  readonly #timeoutMs: number;
+  readonly #take: boolean;
+  /** Reads not yet sent. */
   #queue: Read[] = [];
   #sendScheduled = false;
   #connection: Connection | undefined;
 
   constructor(
     readonly baseUrl: string,
-    readonly timeoutMs = 2000,
+    readonly options: {
+      /** Fail a read not answered within this long (default 2,000 ms). */
+      readonly timeoutMs?: number;
+      /** Have the engine forget each capture it sends (the call log's reads, once a call is over); default false. */
+      readonly take?: boolean;
+    } = {},
   ) {
     let url: URL;
     try {
@@ -97,81 +111,75 @@ export class EngineCapture implements CaptureSource {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`engine capture URL ${baseUrl}: expected http:// or https://`);
     this.#url = url;
     this.#basePath = url.pathname.replace(/\/+$/, '');
+    this.#timeoutMs = options.timeoutMs ?? 2000;
+    this.#take = options.take ?? false;
   }
 
-  async messages(callId: string, leg: 'a' | 'b'): Promise<{ messages: StoredSipMessage[]; truncated: boolean } | undefined> {
-    const res = await this.#get(`${this.#basePath}/capture/${encodeURIComponent(callId)}`);
-    if (res.status === 404) return undefined;
-    if (res.status !== 200) throw captureError(`the engine answered ${res.status} for Call-ID ${callId}`);
-    let body: CapturedJson;
-    try {
-      body = JSON.parse(res.body) as CapturedJson;
-    } catch {
-      throw captureError(`the engine answered something other than JSON for Call-ID ${callId}`);
-    }
-    const messages: StoredSipMessage[] = [];
-    for (const m of Array.isArray(body?.messages) ? body.messages : []) {
-      if (typeof m?.t !== 'number' || typeof m.text !== 'string') continue;
-      messages.push({
-        leg,
-        at: new Date(m.t),
-        dir: m.dir === 'out' ? 'out' : 'in',
-        transport: String(m.transport ?? ''),
-        peer: String(m.peer ?? ''),
-        local: String(m.local ?? ''),
-        text: m.text,
-      });
-    }
-    return { messages, truncated: body?.truncated === true };
-  }
-
-  /** Closes the connection; reads not answered yet fail. */
-  close(): void {
-    const reads = [...this.#queue, ...(this.#connection?.inFlight ?? [])];
-    this.#queue = [];
-    if (this.#connection) this.#drop(this.#connection);
-    for (const read of reads) this.#fail(read, captureError('closed'));
-  }
-
-  #get(path: string): Promise<{ status: number; body: string }> {
+  messages(callId: string, leg: 'a' | 'b'): Promise<Captured> {
     return new Promise((resolve, reject) => {
       const read: Read = {
-        path,
+        callId,
+        leg,
         resolve,
         reject,
         attempts: 0,
         done: false,
-        timer: setTimeout(() => this.#timedOut(read), this.timeoutMs),
+        timer: setTimeout(() => this.#timedOut(read), this.#timeoutMs),
       };
       this.#enqueue(read);
     });
   }
 
+  /** Closes the connection; reads not answered yet fail. */
+  close(): void {
+    const reads = [...this.#queue];
+    for (const list of this.#connection?.batch?.reads.values() ?? []) reads.push(...list);
+    this.#queue = [];
+    if (this.#connection) this.#drop(this.#connection);
+    for (const read of reads) this.#fail(read, captureError('closed'));
+  }
+
   #enqueue(read: Read): void {
     this.#queue.push(read);
+    this.#scheduleSend();
+  }
+
+  #scheduleSend(): void {
     if (this.#sendScheduled) return;
     this.#sendScheduled = true;
+    // the reads asked for in this turn of the event loop go out together
     setImmediate(() => {
       this.#sendScheduled = false;
       this.#send();
     });
   }
 
-  /** Writes the queued reads in one go, up to MAX_PIPELINED; none while earlier ones wait for their answers. */
+  /** Sends the queued reads in one request, unless one is in flight already. */
   #send(): void {
     const live = this.#connection && !this.#connection.closed ? this.#connection : undefined;
-    if (live && live.inFlight.length > 0) return;
-    this.#queue = this.#queue.filter((r) => !r.done);
-    if (this.#queue.length === 0) return;
-    const reads = this.#queue.splice(0, MAX_PIPELINED);
-    const connection = live ?? this.#connect();
-    let text = '';
-    for (const read of reads) {
-      read.attempts += 1;
-      connection.inFlight.push(read);
-      text += `GET ${read.path} HTTP/1.1\r\nHost: ${this.#url.host}\r\nAccept: application/json\r\n\r\n`;
+    if (live?.batch) return;
+    const batch: Batch = { reads: new Map() };
+    let path = `${this.#basePath}/captures?take=${this.#take ? 1 : 0}`;
+    let i = 0;
+    for (; i < this.#queue.length; i++) {
+      const read = this.#queue[i]!;
+      if (read.done) continue;
+      const list = batch.reads.get(read.callId);
+      if (list) {
+        list.push(read);
+        continue;
+      }
+      const param = `&id=${encodeURIComponent(read.callId)}`;
+      if (batch.reads.size > 0 && (batch.reads.size >= MAX_IDS_PER_REQUEST || path.length + param.length > MAX_PATH_BYTES)) break;
+      path += param;
+      batch.reads.set(read.callId, [read]);
     }
-    connection.socket.write(text, 'latin1');
+    this.#queue = this.#queue.slice(i);
+    if (batch.reads.size === 0) return;
+    for (const list of batch.reads.values()) for (const read of list) read.attempts += 1;
+    const connection = live ?? this.#connect();
+    connection.batch = batch;
+    connection.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${this.#url.host}\r\nAccept: application/x-ndjson\r\n\r\n`, 'latin1');
   }
 
   #connect(): Connection {
@@ -179,7 +187,7 @@ export class EngineCapture implements CaptureSource {
     const host = this.#url.hostname.replace(/^\[(.*)\]$/, '$1');
     const socket = this.#url.protocol === 'https:' ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port });
     socket.setNoDelay(true);
-    const connection: Connection = { socket, inFlight: [], buffer: Buffer.alloc(0), incoming: undefined, closed: false };
+    const connection: Connection = { socket, batch: undefined, buffer: Buffer.alloc(0), incoming: undefined, closed: false };
     this.#connection = connection;
     socket.on('data', (data: Buffer) => this.#receive(connection, data));
     socket.on('end', () => {
@@ -197,31 +205,34 @@ export class EngineCapture implements CaptureSource {
     connection.buffer = connection.buffer.length === 0 ? data : Buffer.concat([connection.buffer, data]);
     try {
       while (!connection.closed && this.#parse(connection)) {
-        // one response complete; look for the next
+        // the response is complete; a next one would be out of step (none was asked for)
       }
     } catch (err) {
       this.#broken(connection, err as Error, false);
     }
   }
 
-  /** Consumes what it can of the buffer; true when a response completed and more may follow. */
+  /** Consumes what it can of the buffer; true when a response completed. */
   #parse(connection: Connection): boolean {
     if (connection.incoming === undefined) {
+      if (connection.buffer.length === 0) return false;
       const end = connection.buffer.indexOf(HEAD_END);
       if (end < 0) {
         if (connection.buffer.length > 64 * 1024) throw captureError('the engine sent a response head over 64 KiB');
         return false;
       }
+      if (!connection.batch) throw captureError('the engine sent a response nobody asked for');
       connection.incoming = parseHead(connection.buffer.toString('latin1', 0, end));
       connection.buffer = connection.buffer.subarray(end + HEAD_END.length);
     }
     const incoming = connection.incoming;
     switch (incoming.framing) {
       case 'length': {
-        if (connection.buffer.length < incoming.length) return false;
-        incoming.chunks.push(connection.buffer.subarray(0, incoming.length));
-        incoming.size += incoming.length;
-        connection.buffer = connection.buffer.subarray(incoming.length);
+        const n = Math.min(incoming.length, connection.buffer.length);
+        this.#body(connection, connection.buffer.subarray(0, n));
+        connection.buffer = connection.buffer.subarray(n);
+        incoming.length -= n;
+        if (incoming.length > 0) return false;
         this.#complete(connection);
         return true;
       }
@@ -246,16 +257,12 @@ export class EngineCapture implements CaptureSource {
             return true;
           }
           if (connection.buffer.length < lineEnd + 2 + size + 2) return false;
-          incoming.size += size;
-          if (incoming.size > MAX_RESPONSE_BYTES) throw captureError(`the engine answered more than ${MAX_RESPONSE_BYTES} bytes`);
-          incoming.chunks.push(connection.buffer.subarray(lineEnd + 2, lineEnd + 2 + size));
+          this.#body(connection, connection.buffer.subarray(lineEnd + 2, lineEnd + 2 + size));
           connection.buffer = connection.buffer.subarray(lineEnd + 2 + size + 2);
         }
       }
       case 'close': {
-        incoming.size += connection.buffer.length;
-        if (incoming.size > MAX_RESPONSE_BYTES) throw captureError(`the engine answered more than ${MAX_RESPONSE_BYTES} bytes`);
-        incoming.chunks.push(connection.buffer);
+        this.#body(connection, connection.buffer);
         connection.buffer = Buffer.alloc(0);
         return false;
       }
@@ -264,33 +271,82 @@ export class EngineCapture implements CaptureSource {
     }
   }
 
-  /** The response in `connection.incoming` is whole: it answers the oldest read in flight. */
-  #complete(connection: Connection): void {
-    const incoming = connection.incoming;
-    if (incoming === undefined) return;
-    connection.incoming = undefined;
-    const read = connection.inFlight.shift();
-    if (read && !read.done) {
+  /** Body bytes: each whole line of a 200 answers its call's reads at once. */
+  #body(connection: Connection, bytes: Buffer): void {
+    const incoming = connection.incoming!;
+    incoming.size += bytes.length;
+    if (incoming.size > MAX_RESPONSE_BYTES) throw captureError(`the engine answered more than ${MAX_RESPONSE_BYTES} bytes`);
+    incoming.partial = incoming.partial.length === 0 ? bytes : Buffer.concat([incoming.partial, bytes]);
+    if (incoming.status !== 200) return;
+    let start = 0;
+    for (let eol = incoming.partial.indexOf(NEWLINE); eol >= 0; eol = incoming.partial.indexOf(NEWLINE, start)) {
+      this.#line(connection.batch!, incoming.partial.toString('utf8', start, eol));
+      start = eol + 1;
+    }
+    incoming.partial = incoming.partial.subarray(start);
+  }
+
+  /** One call's line: `{"callId", "messages", "truncated"}` or `{"callId", "missing": true}`. */
+  #line(batch: Batch, line: string): void {
+    if (line.trim() === '') return;
+    let body: CapturedLine;
+    try {
+      body = JSON.parse(line) as CapturedLine;
+    } catch {
+      throw captureError('the engine answered a line that is not JSON');
+    }
+    const callId = typeof body?.callId === 'string' ? body.callId : undefined;
+    const reads = callId === undefined ? undefined : batch.reads.get(callId);
+    if (!reads) throw captureError(`the engine answered for a Call-ID not asked for: ${JSON.stringify(callId)}`);
+    batch.reads.delete(callId!);
+    for (const read of reads) {
+      if (read.done) continue;
       read.done = true;
       clearTimeout(read.timer);
-      read.resolve({ status: incoming.status, body: Buffer.concat(incoming.chunks, incoming.size).toString('utf8') });
+      read.resolve(body.missing === true ? undefined : toStored(body, read.leg));
     }
+  }
+
+  /** The response in `connection.incoming` is whole: the reads it did not answer fail. */
+  #complete(connection: Connection): void {
+    const incoming = connection.incoming;
+    const batch = connection.batch;
+    if (incoming === undefined || batch === undefined) return;
+    connection.incoming = undefined;
+    connection.batch = undefined;
+    let err: Error;
+    if (incoming.status === 200) {
+      if (incoming.partial.length > 0) this.#line(batch, incoming.partial.toString('utf8'));
+      err = captureError('the engine did not answer for this Call-ID');
+    } else {
+      const reason = /"error":"([^"]*)"/.exec(incoming.partial.toString('utf8', 0, Math.min(incoming.partial.length, 300)))?.[1];
+      err = captureError(`the engine answered ${incoming.status}${reason ? `: ${reason}` : ''}`);
+    }
+    for (const list of batch.reads.values()) for (const read of list) this.#fail(read, err);
     if (incoming.close || incoming.framing === 'close') this.#broken(connection, captureError('the engine closed the connection'));
-    else if (connection.inFlight.length === 0 && this.#queue.length > 0) this.#send();
+    else if (this.#queue.length > 0) this.#send();
   }
 
   /**
-   * The connection can carry no more: reads written on it and not answered are sent again on a
+   * The connection can carry no more: reads in flight on it and not answered are sent again on a
    * new one, or fail when they have had their attempts (or when `retry` is false).
    */
   #broken(connection: Connection, err: Error, retry = true): void {
     if (connection.closed) return;
     this.#drop(connection);
-    for (const read of connection.inFlight.splice(0)) {
-      if (read.done) continue;
-      if (retry && read.attempts < MAX_ATTEMPTS) this.#enqueue(read);
-      else this.#fail(read, err);
+    const batch = connection.batch;
+    connection.batch = undefined;
+    let again = false;
+    for (const list of batch?.reads.values() ?? []) {
+      for (const read of list) {
+        if (read.done) continue;
+        if (retry && read.attempts < MAX_ATTEMPTS) {
+          this.#queue.push(read);
+          again = true;
+        } else this.#fail(read, err);
+      }
     }
+    if (again || this.#queue.length > 0) this.#scheduleSend();
   }
 
   #drop(connection: Connection): void {
@@ -301,10 +357,10 @@ export class EngineCapture implements CaptureSource {
 
   #timedOut(read: Read): void {
     if (read.done) return;
-    this.#fail(read, captureError(`the engine did not answer within ${this.timeoutMs} ms`));
-    // Answers on its connection come in order: one that never comes stalls the rest.
+    this.#fail(read, captureError(`the engine did not answer within ${this.#timeoutMs} ms`));
+    // A request that does not complete holds up every read after it: start afresh.
     const connection = this.#connection;
-    if (connection?.inFlight.includes(read)) this.#broken(connection, captureError('a read timed out'));
+    if (connection?.batch?.reads.get(read.callId)?.includes(read)) this.#broken(connection, captureError('a read timed out'));
   }
 
   #fail(read: Read, err: Error): void {
@@ -315,12 +371,37 @@ export class EngineCapture implements CaptureSource {
   }
 }
 
+interface CapturedLine {
+  callId?: unknown;
+  missing?: unknown;
+  messages?: Array<{ t?: unknown; dir?: unknown; transport?: unknown; peer?: unknown; local?: unknown; text?: unknown }>;
+  truncated?: unknown;
+}
+
+/** One leg's messages as the call log stores them. */
+function toStored(body: CapturedLine, leg: 'a' | 'b'): { messages: StoredSipMessage[]; truncated: boolean } {
+  const messages: StoredSipMessage[] = [];
+  for (const m of Array.isArray(body.messages) ? body.messages : []) {
+    if (typeof m?.t !== 'number' || typeof m.text !== 'string') continue;
+    messages.push({
+      leg,
+      at: new Date(m.t),
+      dir: m.dir === 'out' ? 'out' : 'in',
+      transport: String(m.transport ?? ''),
+      peer: String(m.peer ?? ''),
+      local: String(m.local ?? ''),
+      text: m.text,
+    });
+  }
+  return { messages, truncated: body.truncated === true };
+}
+
 /** The status and framing of a response head (status line and header lines, without the blank line). */
 function parseHead(head: string): Incoming {
   const lines = head.split('\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
   if (!status) throw captureError(`the engine sent something other than an HTTP/1.1 response: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
-  const incoming: Incoming = { status: Number(status[1]), framing: 'close', length: 0, close: /^HTTP\/1\.0/.test(lines[0] ?? ''), chunks: [], size: 0 };
+  const incoming: Incoming = { status: Number(status[1]), framing: 'close', length: 0, close: /^HTTP\/1\.0/.test(lines[0] ?? ''), partial: Buffer.alloc(0), size: 0 };
   // No body, whatever the headers say (RFC 9112 section 6.3).
   if (incoming.status === 204 || incoming.status === 304) {
     incoming.framing = 'length';

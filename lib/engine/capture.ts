@@ -21,8 +21,12 @@ export interface CapturedMessage {
   readonly text: string;
 }
 
-/** A call quiet for this long has its pending messages deflated. */
-const IDLE_MS = 1000;
+/**
+ * A call quiet for this long has its pending messages deflated. It is longer than the B2BUA's
+ * default grace (CAPTURE_GRACE_MS, 1 s) before it takes a finished call's capture, so a short
+ * call is read as it was captured and never deflated and inflated again.
+ */
+const IDLE_MS = 2500;
 /** How often pending calls are looked at. */
 const SWEEP_MS = 500;
 /** Distinct peer and local addresses kept as shared strings (beyond it each message has its own). */
@@ -130,24 +134,21 @@ export class CallCapture {
 
   get(callId: string): { messages: CapturedMessage[]; truncated: boolean } | undefined {
     const c = this.#calls.get(callId);
+    return c ? decode(c) : undefined;
+  }
+
+  /**
+   * A call's capture, removed: its reader (the B2BUA's call log, once the call is over) keeps it
+   * from now on, and the engine neither holds nor deflates it any longer. A message that comes
+   * later for the same Call-ID (a retransmission) starts a new capture.
+   */
+  take(callId: string): { messages: CapturedMessage[]; truncated: boolean } | undefined {
+    const c = this.#calls.get(callId);
     if (!c) return undefined;
-    const messages: CapturedMessage[] = [];
-    for (const p of c.packed) {
-      const all = inflateRawSync(Buffer.from(p, 'latin1'), ZLIB_OPTIONS);
-      let at = 0;
-      while (at < all.length) {
-        const eol = all.indexOf(0x0a, at);
-        if (eol < 0) break;
-        const [t, packed, peer, local] = all.toString('latin1', at, eol).split(' ');
-        const length = Math.floor(Number(packed) / 4);
-        messages.push(message(Number(t), Number(packed), peer ?? '', local ?? '', all.toString('utf8', eol + 1, eol + 1 + length)));
-        at = eol + 1 + length;
-      }
-    }
-    for (let i = 0; i < c.pending.length; i++) {
-      messages.push(message(c.meta[2 * i]!, c.meta[2 * i + 1]!, c.addresses[2 * i]!, c.addresses[2 * i + 1]!, c.pending[i]!.toString('utf8')));
-    }
-    return { messages, truncated: c.truncated };
+    const taken = decode(c);
+    this.#calls.delete(callId);
+    this.#release(c);
+    return taken;
   }
 
   /** Calls captured. */
@@ -187,11 +188,18 @@ export class CallCapture {
     const oldest = this.#calls.values().next().value;
     if (oldest === undefined) return;
     this.#calls.delete(oldest.callId);
-    oldest.evicted = true;
-    for (const p of oldest.pending) this.#stored -= p.length;
-    for (const p of oldest.packed) this.#stored -= p.length;
-    oldest.pending = NONE;
-    oldest.packed = NONE;
+    this.#release(oldest);
+  }
+
+  /** Forgets a call's messages (it has left #calls; the sweep skips it). */
+  #release(c: CallEntry): void {
+    c.evicted = true;
+    for (const p of c.pending) this.#stored -= p.length;
+    for (const p of c.packed) this.#stored -= p.length;
+    c.pending = NONE;
+    c.packed = NONE;
+    c.meta = NONE;
+    c.addresses = NONE;
   }
 
   /** Deflates the pending messages of every call that has been quiet for IDLE_MS. */
@@ -221,6 +229,27 @@ export class CallCapture {
     this.#queue = still;
     if (still.length > 0) this.#sweep = this.clock.schedule(SWEEP_MS, () => this.#compactIdle());
   }
+}
+
+/** A call's messages, decoded: deflated batches first (they are older), then those pending. */
+function decode(c: CallEntry): { messages: CapturedMessage[]; truncated: boolean } {
+  const messages: CapturedMessage[] = [];
+  for (const p of c.packed) {
+    const all = inflateRawSync(Buffer.from(p, 'latin1'), ZLIB_OPTIONS);
+    let at = 0;
+    while (at < all.length) {
+      const eol = all.indexOf(0x0a, at);
+      if (eol < 0) break;
+      const [t, packed, peer, local] = all.toString('latin1', at, eol).split(' ');
+      const length = Math.floor(Number(packed) / 4);
+      messages.push(message(Number(t), Number(packed), peer ?? '', local ?? '', all.toString('utf8', eol + 1, eol + 1 + length)));
+      at = eol + 1 + length;
+    }
+  }
+  for (let i = 0; i < c.pending.length; i++) {
+    messages.push(message(c.meta[2 * i]!, c.meta[2 * i + 1]!, c.addresses[2 * i]!, c.addresses[2 * i + 1]!, c.pending[i]!.toString('utf8')));
+  }
+  return { messages, truncated: c.truncated };
 }
 
 function message(t: number, packed: number, peer: string, local: string, text: string): CapturedMessage {

@@ -168,7 +168,7 @@ suite.test('a wire client sending garbage is disconnected with a log line; conne
   tt.equal(statusCount(await ctx.engine.status(), 'applications'), 1, 'the real application is still connected');
 });
 
-suite.test('cdr:attempt, cdr:start and cdr:stop reach an application that routes them; the call is captured', async (tt, ctx) => {
+suite.test('cdr:attempt, cdr:start and cdr:stop reach an application that routes them; the call is captured, read one or many at a time', async (tt, ctx) => {
   const events: string[] = [];
   let callId = '';
   await ctx.connect({
@@ -194,6 +194,28 @@ suite.test('cdr:attempt, cdr:start and cdr:stop reach an application that routes
   tt.ok(lines.some((l) => l === 'out SIP/2.0 200 OK'), 'the 200 out');
   tt.ok(lines.some((l) => l.startsWith('in BYE ')), 'the BYE in');
   tt.ok(capture.messages.every((m, i, all) => i === 0 || m.t >= all[i - 1]!.t), 'in time order with timestamps');
+
+  // Many calls in one request, one JSON line each, as the B2BUA's call log reads them; take=1 hands them over.
+  const base = `http://127.0.0.1:${ctx.engine.statusPort}`;
+  const many = await fetch(`${base}/captures?take=1&id=${encodeURIComponent(callId)}&id=no-such-call`);
+  tt.equal(many.status, 200);
+  tt.match(many.headers.get('content-type'), /^application\/x-ndjson/);
+  const lines2 = (await many.text()).split('\n');
+  tt.equal(lines2.length, 3, 'one line per Call-ID asked for, each ending in a newline');
+  tt.same(JSON.parse(lines2[1]!), { callId: 'no-such-call', missing: true }, 'a call without a capture says so');
+  const taken = JSON.parse(lines2[0]!) as { callId: string; messages: unknown[]; truncated: boolean };
+  tt.equal(taken.callId, callId);
+  tt.equal(taken.messages.length, capture.messages.length, 'the same messages as /capture/<Call-ID>');
+  tt.equal((await fetch(`${base}/capture/${encodeURIComponent(callId)}`)).status, 404, 'taken: the engine keeps it no longer');
+  for (const [query, reason] of [
+    ['', /name at least one call/],
+    ['?id=x&take=yes', /take is 0 or 1, got "yes"/],
+    [`?${Array.from({ length: 501 }, (_, i) => `id=${i}`).join('&')}`, /at most 500 Call-IDs per request, got 501/],
+  ] as const) {
+    const bad = await fetch(`${base}/captures${query}`);
+    tt.equal(bad.status, 400, `400 for /captures${query.slice(0, 20)}`);
+    tt.match(((await bad.json()) as { error: string }).error, reason, 'with the reason');
+  }
 });
 
 suite.settles();

@@ -53,7 +53,7 @@ t.test('a quiet call is deflated: a fraction of the bytes, read back the same, l
   call(cap, clock);
   const raw = Buffer.byteLength(INVITE + OK + ACK);
   tt.equal(cap.storedBytes, raw, 'pending messages are kept as they are');
-  clock.tick(2000);
+  clock.tick(3000);
   tt.ok(cap.storedBytes < raw / 2, `deflated: ${cap.storedBytes} bytes kept for ${raw}`);
   const after = cap.get('1-4432@127.0.0.1')!;
   tt.same(after.messages.map((m) => m.text), [INVITE, OK, ACK], 'the same text after deflating');
@@ -65,7 +65,7 @@ t.test('a quiet call is deflated: a fraction of the bytes, read back the same, l
   const mixed = cap.get('1-4432@127.0.0.1')!;
   tt.same(mixed.messages.map((m) => m.text), [INVITE, OK, ACK, bye], 'deflated and pending messages, in order');
   tt.equal(mixed.messages[3]!.peer, '::1:5060');
-  clock.tick(2000);
+  clock.tick(3000);
   tt.same(cap.get('1-4432@127.0.0.1')!.messages.map((m) => m.t), [0, 1, 2, 90_000], 'two deflated batches');
   cap.close();
 });
@@ -83,7 +83,27 @@ t.test('bounded: the oldest call goes past maxCalls, messages past maxBytesPerCa
   tt.equal(cap.size, 2);
   tt.equal(cap.get('a'), undefined, 'the oldest call was evicted');
   tt.equal(cap.storedBytes, 2, 'its bytes are no longer counted');
-  clock.tick(2000);
+  clock.tick(3000);
   tt.same(cap.get('c')!.messages.map((m) => m.text), ['c']);
+  cap.close();
+});
+
+t.test('take: the capture is handed over and forgotten, pending or deflated; a later message starts afresh', async (tt) => {
+  const clock = new FakeClock();
+  const cap = new CallCapture(10, 256 * 1024, clock);
+  call(cap, clock);
+  call(cap, clock, 'other');
+  const pending = cap.take('1-4432@127.0.0.1')!;
+  tt.same(pending.messages.map((m) => m.text), [INVITE, OK, ACK], 'pending messages handed over');
+  tt.equal(cap.get('1-4432@127.0.0.1'), undefined, 'no longer kept');
+  tt.equal(cap.take('1-4432@127.0.0.1'), undefined, 'a second take finds nothing');
+  tt.equal(cap.storedBytes, Buffer.byteLength(INVITE + OK + ACK), 'only the other call is counted');
+  clock.tick(3000);
+  const deflated = cap.take('other')!;
+  tt.same(deflated.messages.map((m) => m.text), [INVITE, OK, ACK], 'deflated messages handed over');
+  tt.equal(cap.storedBytes, 0, 'nothing left');
+  tt.equal(cap.size, 0);
+  cap.record('other', 5000, 'in', 'udp', '127.0.0.1', 5060, '127.0.0.2:5080', Buffer.from(ACK));
+  tt.same(cap.take('other')!.messages.map((m) => m.t), [5000], 'a late retransmission is a new capture');
   cap.close();
 });
