@@ -21,12 +21,13 @@ function readEnv(): Record<string, string | undefined> {
 }
 
 /**
- * Where the B2BUA's log lines go: stdout, one write(2) per line from the main thread. pino's
- * default destination hands each line to the thread pool, which on a loopback pipe costs more
- * than the write itself (measured: about 75 us per line against 45 us). Never blocking: when the
+ * Where the B2BUA's log lines go: stdout, from the main thread, the lines of each 10 ms in one
+ * write(2). pino's default destination hands each line to the thread pool, which on a loopback
+ * pipe costs more than the write itself (measured: about 75 us per line against 45 us), and a
+ * write per line was still ~6% of the B2BUA's CPU at 300 calls/s. Never blocking: when the
  * reader falls behind (EAGAIN), lines wait in memory in order and are retried every 10 ms; past
  * 16 MiB waiting, lines are dropped (counted, and said once the backlog drains). What waits is
- * written out synchronously at exit.
+ * written out synchronously at exit (a SIGKILL loses at most the last 10 ms of lines).
  */
 class StdoutLines {
   static readonly MAX_BACKLOG = 16 * 1024 * 1024;
@@ -36,26 +37,28 @@ class StdoutLines {
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
 
+  /** Lines of the current 10 ms, not yet written. */
+  #pending = '';
+
   write(line: string): boolean {
     if (this.#closed) return true;
-    if (this.#backlog.length === 0) {
-      const len = Buffer.byteLength(line);
-      let written = 0;
-      try {
-        written = writeSync(1, line);
-      } catch (err) {
-        if (!this.#transient(err)) return true;
-      }
-      if (written >= len) return true;
-      this.#queue(Buffer.from(line).subarray(written));
-      return true;
-    }
-    this.#queue(Buffer.from(line));
+    if (this.#pending.length + line.length > 1024 * 1024) this.#take();
+    this.#pending += line;
+    if (this.#timer === undefined) this.#timer = setTimeout(() => this.#retry(), 10).unref();
     return true;
+  }
+
+  /** Moves the pending lines to the backlog, as one chunk. */
+  #take(): void {
+    if (this.#pending.length === 0) return;
+    const chunk = Buffer.from(this.#pending);
+    this.#pending = '';
+    this.#queue(chunk);
   }
 
   /** Writes what waits, blocking up to `timeoutMs` on a full pipe (for the exit). */
   flushSync(timeoutMs = 1000): void {
+    this.#take();
     const until = Date.now() + timeoutMs;
     const pause = new Int32Array(new SharedArrayBuffer(4));
     while (this.#backlog.length > 0 && !this.#closed && Date.now() < until) {
@@ -75,7 +78,8 @@ class StdoutLines {
 
   #queue(chunk: Buffer): void {
     if (this.#backlogBytes + chunk.length > StdoutLines.MAX_BACKLOG) {
-      this.#dropped++;
+      // a chunk is whole lines: count them
+      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) this.#dropped++;
       return;
     }
     this.#backlog.push(chunk);
@@ -85,6 +89,7 @@ class StdoutLines {
 
   #retry(): void {
     this.#timer = undefined;
+    this.#take();
     this.#drainOnce();
     if (this.#backlog.length > 0) {
       this.#timer = setTimeout(() => this.#retry(), 10).unref();

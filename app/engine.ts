@@ -7,14 +7,15 @@ import { ConfigError, ENGINE_USAGE, parseEngineArgs } from '../lib/config/engine
 import { ENGINE_VERSION } from '../lib/engine/version';
 
 /** The young generation's size (both semi-spaces) at which it stops growing. */
-const YOUNG_GENERATION_CAP = 8 * 1024 * 1024;
+const YOUNG_GENERATION_CAP = 16 * 1024 * 1024;
 
 /**
  * V8 doubles the young generation, up to 32 MB, each time as many bytes have survived
  * scavenges as it holds: a long-running engine always gets there, since what lasts a call
- * (dialogs, captures) survives. What the engine allocates per message dies young, so beyond a
- * few megabytes the young generation only adds resident memory (and spreads the allocations
- * over more memory than the CPU caches hold). After each garbage collection its size is
+ * (dialogs, captures) survives. Its size trades CPU for memory: at 8 MB, garbage collection was
+ * 21% of the engine's CPU at 300 calls/s (a call's objects, alive a few hundred ms, were copied
+ * and promoted before they died); uncapped, 7.5%, but 9.1 KB of resident memory per held call
+ * at 10,000 calls against 4.4. 16 MB sits between. After each garbage collection its size is
  * checked; once it reaches the cap, V8 is told not to grow it again.
  */
 function capYoungGeneration(): void {

@@ -4,7 +4,7 @@
  *   npx tsc -p tsconfig.build.json
  *   node dist/bench/call-log-writer.js [--calls 2000] [--rate 100] [--warmup 300] [--hold-ms 100]
  *        [--grace-ms 1000] [--messages 28] [--message-bytes 600] [--capture http|fake]
- *        [--variants on,off]
+ *        [--variants on,off] [--flush-ms 50]
  *
  * A CallLogWriter follows a stand-in B2buaService through `--calls` synthetic calls started at
  * `--rate` calls/s, each going received -> proceeding -> (B-leg Call-ID) -> early -> answered ->
@@ -32,7 +32,7 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import type { B2buaService } from '../lib/b2bua/b2bua-service';
-import { CallLogWriter } from '../lib/b2bua/call-log-writer';
+import { CallLogWriter, DEFAULT_FLUSH_MS } from '../lib/b2bua/call-log-writer';
 import type { CallSummary } from '../lib/b2bua/call-session';
 import type { CallState } from '../lib/b2bua/call-state';
 import { EngineCapture, type CaptureSource } from '../lib/b2bua/engine-capture';
@@ -52,10 +52,12 @@ interface Settings {
   messageBytes: number;
   capture: 'http' | 'fake';
   variants: Array<'on' | 'off'>;
+  /** The writer's window (CALL_LOG_FLUSH_MS). */
+  flushMs: number;
 }
 
 function parseArgs(argv: readonly string[]): Settings {
-  const s: Settings = { calls: 2000, rate: 100, warmup: 300, holdMs: 100, graceMs: 1000, messages: 28, messageBytes: 600, capture: 'http', variants: ['on', 'off'] };
+  const s: Settings = { calls: 2000, rate: 100, warmup: 300, holdMs: 100, graceMs: 1000, messages: 28, messageBytes: 600, capture: 'http', variants: ['on', 'off'], flushMs: DEFAULT_FLUSH_MS };
   const int = (name: string, value: string | undefined, min: number): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < min) throw new Error(`${name} wants an integer >= ${min}, got ${JSON.stringify(value)}`);
@@ -85,6 +87,9 @@ function parseArgs(argv: readonly string[]): Settings {
         break;
       case '--message-bytes':
         s.messageBytes = int(arg, value, 50);
+        break;
+      case '--flush-ms':
+        s.flushMs = int(arg, value, 0);
         break;
       case '--capture':
         if (value !== 'http' && value !== 'fake') throw new Error('--capture wants http or fake');
@@ -320,7 +325,7 @@ async function runVariant(variant: 'on' | 'off', settings: Settings, captureUrl:
     const store = raw ? timedStore(raw, storeTimes) : undefined;
     const perLeg = Math.ceil(settings.messages / 2);
     capture = variant === 'off' ? undefined : captureUrl ? new EngineCapture(captureUrl, { take: true }) : new FakeCapture(perLeg, settings.messageBytes);
-    const writer = new CallLogWriter({ store, capture, captureGraceMs: settings.graceMs, instance: 'bench', logger: pino({ level: 'warn' }) });
+    const writer = new CallLogWriter({ store, capture, captureGraceMs: settings.graceMs, flushMs: settings.flushMs, instance: 'bench', logger: pino({ level: 'warn' }) });
     const service = new EventEmitter();
     writer.attach(service as unknown as B2buaService);
     let finals = 0;
