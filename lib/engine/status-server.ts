@@ -27,7 +27,12 @@ export function startStatusServer(engine: SipEngine, host: string, port: number)
     if (url.pathname === '/status') return send(200, 'application/json', JSON.stringify(engine.status()));
     if (url.pathname.startsWith('/capture/')) {
       if (!engine.capture) return error(404, 'capture is off (start with --capture)');
-      const callId = decodeURIComponent(url.pathname.slice('/capture/'.length));
+      let callId: string;
+      try {
+        callId = decodeURIComponent(url.pathname.slice('/capture/'.length));
+      } catch {
+        return error(400, 'the Call-ID is not a valid percent-encoding');
+      }
       const c = engine.capture.get(callId);
       if (!c) return error(404, `no capture for Call-ID ${callId}`);
       return send(200, 'application/json', JSON.stringify({ callId, ...c }));

@@ -207,6 +207,9 @@ suite.test('cdr:attempt, cdr:start and cdr:stop reach an application that routes
   tt.equal(taken.callId, callId);
   tt.equal(taken.messages.length, capture.messages.length, 'the same messages as /capture/<Call-ID>');
   tt.equal((await fetch(`${base}/capture/${encodeURIComponent(callId)}`)).status, 404, 'taken: the engine keeps it no longer');
+  const badId = await fetch(`${base}/capture/%E0%A4%A`);
+  tt.equal(badId.status, 400, 'a Call-ID that is not valid percent-encoding gets a 400, and the engine stays up');
+  tt.match(((await badId.json()) as { error: string }).error, /not a valid percent-encoding/);
   for (const [query, reason] of [
     ['', /name at least one call/],
     ['?id=x&take=yes', /take is 0 or 1, got "yes"/],
