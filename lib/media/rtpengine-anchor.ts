@@ -67,12 +67,15 @@ export interface RtpEngineAnchorOptions {
   retryDownEngineAfterMs?: number;
 }
 
-/** Offer keys for phones on plain RTP/AVP: RTPEngine's address in o= and c=, no ICE, no recording. */
+/**
+ * Offer keys for phones on plain RTP/AVP: RTPEngine's address in o= and c=, no ICE, no recording.
+ * Symmetric RTP (learn each side's address from what it sends) is RTPEngine's default; 10.5 no
+ * longer knows a "symmetric" flag and logs a warning for each offer and answer that carries it.
+ */
 export const DEFAULT_OFFER_PARAMS: Readonly<NgParams> = Object.freeze({
   replace: ['origin', 'session-connection'],
   ICE: 'remove',
   'record call': 'no',
-  flags: ['symmetric'],
 });
 
 export const DEFAULT_ANSWER_PARAMS: Readonly<NgParams> = DEFAULT_OFFER_PARAMS;

@@ -71,7 +71,6 @@ t.test('offer, answer and delete: NG keys, rewritten SDP and the figures of the 
     replace: ['origin', 'session-connection'],
     ICE: 'remove',
     'record call': 'no',
-    flags: ['symmetric'],
   }, 'offer keys for plain RTP/AVP phones');
 
   const answered = await s.anchor.answer({ callId: 'c1', fromTag: 'caller', toTag: 'callee', sdp: sdp({ origin: 'b', port: 50002 }) });
