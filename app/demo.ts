@@ -94,6 +94,9 @@ async function main(): Promise<void> {
     logger: pino({ level: 'warn' }),
     supervise: false,
   });
+  // The B2BUA's JSON lines as the supervisor reads them (its log file is appended in batches).
+  const b2buaLines: string[] = [...(stack.process('b2bua')?.output() ?? [])];
+  stack.process('b2bua')?.on('line', (line) => b2buaLines.push(line));
   const kamailio = `127.0.0.1:${sipPort}`;
   let exitCode = 0;
   try {
@@ -119,8 +122,7 @@ async function main(): Promise<void> {
     const b = firstLines(calleeRun.messages);
     for (let i = 0; i < Math.max(a.length, b.length); i++) say(`  ${(a[i] ?? '').slice(0, 40).padEnd(42)}${(b[i] ?? '').slice(0, 48)}`);
     say('');
-    const log = readFileSync(join(varDir, 'log', 'b2bua.log'), 'utf8')
-      .split('\n')
+    const log = b2buaLines
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     const ended = log.find((l) => l.msg === 'call ended');

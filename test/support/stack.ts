@@ -7,7 +7,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -160,20 +160,28 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     const calls = reply.calls;
     return Array.isArray(calls) ? calls.map(String) : [];
   };
+  // The B2BUA's JSON lines as its supervisor reads them from the pipe (its log file is written in
+  // 100 ms batches, so reading the file right after an event would race). A supervised B2BUA that
+  // was restarted is a new process: its lines are followed from the first look after the restart.
+  const b2buaLines: string[] = [];
+  const followed = new WeakSet<object>();
+  const follow = (): void => {
+    const proc = stack.process('b2bua');
+    if (!proc || followed.has(proc)) return;
+    followed.add(proc);
+    b2buaLines.push(...proc.output());
+    proc.on('line', (line) => b2buaLines.push(line));
+  };
+  follow();
   const b2buaLog = (): Array<Record<string, unknown>> => {
-    let text = '';
-    try {
-      text = readFileSync(join(varDir, 'log', 'b2bua.log'), 'utf8');
-    } catch {
-      return [];
-    }
+    follow();
     const out: Array<Record<string, unknown>> = [];
-    for (const line of text.split('\n')) {
+    for (const line of b2buaLines) {
       if (!line.startsWith('{')) continue;
       try {
         out.push(JSON.parse(line) as Record<string, unknown>);
       } catch {
-        // a partial last line
+        // not JSON
       }
     }
     return out;
