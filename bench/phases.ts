@@ -4,7 +4,9 @@
 //                 first failing one; the result is the highest step with zero failed calls
 //   fixed run     N calls at a rate every path sustains: CPU microseconds per call per process
 //                 (/proc/<pid>/stat) and, from the same calls, setup latency
-//   latency       INVITE->180 and INVITE->200 at the caller, from SIPp's -trace_rtt (1 ms steps)
+//   latency       INVITE->180 and INVITE->200 at the caller, from a tcpdump capture on lo at the
+//                 callers' SIP ports (kernel timestamps, us) beside SIPp's -trace_rtt (whole ticks
+//                 of CLOCK_MONOTONIC_COARSE: 4 ms at HZ=250)
 //   concurrency   ramp to N held calls, largest N held with zero failures, RSS per held call
 //   media         M calls playing PCMA through RTPEngine, loss from RTPEngine's packet counts
 
@@ -73,6 +75,16 @@ export interface Percentiles {
   readonly max: number;
 }
 
+/** Setup latency from the packet capture at the callers' ports (bench/pcap-latency.ts). */
+export interface CapturedLatency {
+  /** Milliseconds, to the microsecond. */
+  readonly ringing: Percentiles;
+  readonly answered: Percentiles;
+  /** Calls whose INVITE was captured, and those of them without a captured 180 or 200. */
+  readonly calls: number;
+  readonly unmatched: number;
+}
+
 export interface LatencyRun {
   readonly rate: number;
   /** Why this rate: the cost run, half the chain's maximum, BENCH_LATENCY_RATES. */
@@ -80,9 +92,18 @@ export interface LatencyRun {
   readonly calls: number;
   readonly failed: number;
   readonly leaked: Leaked;
-  /** Milliseconds from the authenticated INVITE to the 180 and to the 200 (the callee waits 10 ms between them). */
+  /**
+   * SIPp's -trace_rtt: milliseconds from the authenticated INVITE to the 180 and to the 200 (the
+   * callee waits 10 ms between them), in whole ticks of SIPp's clock (sippStepMs).
+   */
   readonly ringing: Percentiles;
   readonly answered: Percentiles;
+  /** The smallest step between SIPp's distinct values (4 ms where CLOCK_MONOTONIC_COARSE ticks at HZ=250). */
+  readonly sippStepMs?: number;
+  /** The same intervals from the capture (tcpdump on lo, kernel timestamps): what the latency target uses. */
+  readonly capture?: CapturedLatency;
+  /** Why there is no capture (the figures are SIPp's only), or what to know about it. */
+  readonly captureNote?: string;
 }
 
 export interface FixedRun {
@@ -143,6 +164,23 @@ export interface MediaRun {
 }
 
 // ----------------------------------------------------------------------------------- helpers
+
+/**
+ * The smallest difference between distinct values, to 0.1 ms: the step of a clock that only moves
+ * in ticks. (SIPp prints some times a microsecond off its tick, e.g. 16.001: not a finer step.)
+ */
+export function smallestStep(values: readonly number[]): number | undefined {
+  const v = [...new Set(values.filter(Number.isFinite).map((x) => Math.round(x * 10) / 10))].sort((a, b) => a - b);
+  let step: number | undefined;
+  for (let i = 1; i < v.length; i++) step = Math.min(step ?? Infinity, (v[i] as number) - (v[i - 1] as number));
+  return step === undefined ? undefined : Math.round(step * 1000) / 1000;
+}
+
+/** "p50/p95/p99 ms (capture), SIPp's p50/p95/p99" for one interval, for the progress lines. */
+function latencyText(captured: Percentiles | undefined, sipp: Percentiles): string {
+  const p = (q: Percentiles, digits: number): string => [q.p50, q.p95, q.p99].map((x) => (Number.isFinite(x) ? x.toFixed(digits) : '-')).join('/');
+  return captured ? `${p(captured, 1)} ms (SIPp ${p(sipp, 0)})` : `${p(sipp, 0)} ms (SIPp)`;
+}
 
 export function percentiles(values: readonly number[]): Percentiles {
   const v = [...values].sort((a, b) => a - b);
@@ -351,9 +389,21 @@ export async function warmUp(path: RunningPath, s: BenchSettings, workDir: strin
 // ------------------------------------------------------------------------- cost and latency
 
 export async function latencyRun(path: RunningPath, s: BenchSettings, rate: number, calls: number, workDir: string): Promise<{ run: LatencyRun; cpu: CpuUse }> {
-  const m = await measure(path, { scenario: 'bench-uac', target: path.target, callers: path.callers, callees: path.callees, rate, calls, holdMs: s.holdMs, uacRate: s.uacRate, workDir: join(workDir, `latency-${rate}`), rtt: true });
+  const dir = join(workDir, `latency-${rate}`);
+  const m = await measure(path, {
+    scenario: 'bench-uac', target: path.target, callers: path.callers, callees: path.callees, rate, calls, holdMs: s.holdMs, uacRate: s.uacRate, workDir: dir, rtt: true,
+    pcapFile: join(dir, 'callers.pcap'),
+  });
+  const { pcap } = m.r;
+  const capture: CapturedLatency | undefined = pcap && { ringing: percentiles(pcap.ringingMs), answered: percentiles(pcap.answeredMs), calls: pcap.calls, unmatched: pcap.unmatched };
+  let captureNote = m.r.pcapNote;
+  if (!pcap) captureNote = `${captureNote ?? 'no capture'}; latency from SIPp's figures only`;
+  else if (pcap.calls === 0) captureNote = `the capture holds no INVITE from the callers${captureNote ? `; ${captureNote}` : ''}`;
   return {
-    run: { rate, calls, failed: m.r.failed, leaked: m.leaked, ringing: percentiles(m.r.ringingMs), answered: percentiles(m.r.answeredMs) },
+    run: {
+      rate, calls, failed: m.r.failed, leaked: m.leaked, ringing: percentiles(m.r.ringingMs), answered: percentiles(m.r.answeredMs),
+      sippStepMs: smallestStep([...m.r.ringingMs, ...m.r.answeredMs]), capture, captureNote,
+    },
     cpu: m.cpu,
   };
 }
@@ -368,15 +418,17 @@ export async function fixedRun(path: RunningPath, s: BenchSettings, workDir: str
     .map(([k, v]) => `${k} ${v} us`)
     .join(', ');
   const leaks = leakText(run.leaked);
-  say(`  ${path.name.padEnd(14)} ${s.costCalls} calls at ${s.costRate}/s: ${run.failed ? `${run.failed} FAILED, ` : ''}${leaks ? `${leaks}, ` : ''}CPU per call ${per}; INVITE->180 p50/p95/p99 ${run.ringing.p50}/${run.ringing.p95}/${run.ringing.p99} ms`);
+  say(`  ${path.name.padEnd(14)} ${s.costCalls} calls at ${s.costRate}/s: ${run.failed ? `${run.failed} FAILED, ` : ''}${leaks ? `${leaks}, ` : ''}CPU per call ${per}; INVITE->180 p50/p95/p99 ${latencyText(run.capture?.ringing, run.ringing)}` +
+    `${run.captureNote ? `\n      ${run.captureNote}` : ''}`);
   return { rate: s.costRate, calls: s.costCalls, failed: run.failed, leaked: run.leaked, cpu, latency: run };
 }
 
 export async function latencyAt(path: RunningPath, s: BenchSettings, rate: number, why: string, workDir: string, say: Say): Promise<LatencyRun> {
   const run: LatencyRun = { ...(await latencyRun(path, s, rate, Math.max(50, Math.round(rate * s.latencySeconds)), workDir)).run, why };
   say(
-    `  ${path.name.padEnd(14)} ${String(rate).padStart(5)} calls/s: INVITE->180 p50/p95/p99 ${run.ringing.p50}/${run.ringing.p95}/${run.ringing.p99} ms, ` +
-      `INVITE->200 ${run.answered.p50}/${run.answered.p95}/${run.answered.p99} ms${run.failed ? `, ${run.failed} FAILED` : ''}${leakText(run.leaked) ? `, ${leakText(run.leaked)}` : ''}`,
+    `  ${path.name.padEnd(14)} ${String(rate).padStart(5)} calls/s: INVITE->180 p50/p95/p99 ${latencyText(run.capture?.ringing, run.ringing)}, ` +
+      `INVITE->200 ${latencyText(run.capture?.answered, run.answered)}${run.failed ? `, ${run.failed} FAILED` : ''}${leakText(run.leaked) ? `, ${leakText(run.leaked)}` : ''}` +
+      `${run.captureNote ? `\n      ${run.captureNote}` : ''}`,
   );
   return run;
 }

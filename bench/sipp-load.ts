@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findRepoRoot } from '../lib/stack/stack';
+import { readPcap, setupLatency, startCapture, type Capture, type SetupLatency } from './pcap-latency';
 import { freePorts, waitUdpBound } from './proc';
 
 export const SCENARIOS = join(findRepoRoot(__dirname), 'bench', 'scenarios');
@@ -208,6 +209,11 @@ export interface LoadOptions {
   readonly statEverySec?: number;
   /** Simultaneous calls each SIPp allows (-l); default 4 x rate x call length, at least 1,000. */
   readonly maxConcurrent?: number;
+  /**
+   * Capture the callers' SIP ports on lo with tcpdump into this file while the load runs: setup
+   * latency from kernel timestamps (us), beside SIPp's -trace_rtt (whole ticks of its coarse clock).
+   */
+  readonly pcapFile?: string;
 }
 
 /** One line of SIPp's -trace_stat file, the columns the benchmark reads. */
@@ -234,6 +240,10 @@ export interface LoadResult {
   /** Milliseconds from the authenticated INVITE to the 180 and to the 200 (with rtt). */
   readonly ringingMs: number[];
   readonly answeredMs: number[];
+  /** The same two intervals from the capture at the callers' ports (with pcapFile, when it worked). */
+  readonly pcap?: SetupLatency;
+  /** With pcapFile: why there is no capture, or what to know about it (packets the kernel dropped). */
+  readonly pcapNote?: string;
   /** Per SIPp process, with statEverySec. */
   readonly stats: StatRow[][];
   /** The start of the first SIPp's error trace when a call failed. */
@@ -305,32 +315,55 @@ export async function offerLoad(o: LoadOptions): Promise<LoadResult> {
   const procs: SippProcess[] = [];
   let assignedRate = 0;
   let assignedCalls = 0;
-  for (let i = 0; i < uacs; i++) {
-    const rate = i === uacs - 1 ? o.rate - assignedRate : Math.floor(o.rate / uacs);
-    const calls = i === uacs - 1 ? o.calls - assignedCalls : Math.round((o.calls * rate) / o.rate);
-    assignedRate += rate;
-    assignedCalls += calls;
-    if (calls <= 0 || rate <= 0) continue;
-    const caller = o.callers[i] as Phone;
-    const dir = join(o.workDir, `uac-${i}`);
-    mkdirSync(dir, { recursive: true });
-    // Each caller starts at a different callee so the UASes share the load from the first call.
-    const rotated = o.callees.map((_, k) => o.callees[(k + i * 7) % o.callees.length]);
-    writeFileSync(join(dir, 'callees.csv'), `SEQUENTIAL\n${rotated.map((c) => `${c};`).join('\n')}\n`);
-    const limit = Math.ceil(calls / rate + callLengthSec + 40);
-    const args = [
-      '-sf', join(SCENARIOS, `${o.scenario}.xml`), o.target, '-t', 'u1', '-i', '127.0.0.1', '-p', String(ports[i]), '-mp', String(await mediaPort()),
-      '-inf', join(dir, 'callees.csv'), '-key', 'caller', caller.ext, '-au', caller.ext, '-ap', caller.password,
-      '-r', String(rate), '-rp', '1000', '-m', String(calls), '-d', String(o.holdMs),
-      '-l', String(o.maxConcurrent ?? Math.max(1000, Math.ceil(4 * rate * callLengthSec))),
-      '-recv_timeout', '15000', '-timer_resol', '1', '-max_socket', '1000', '-nostdin',
-      '-trace_err', '-error_file', join(dir, 'errors.log'),
-    ];
-    if (o.rtt) args.push('-trace_rtt', '-rtt_freq', String(o.rttEvery ?? 1));
-    if (o.statEverySec) args.push('-trace_stat', '-stf', join(dir, 'stat.csv'), '-fd', String(o.statEverySec));
-    procs.push(spawnSipp(args, dir, limit));
+  let capture: Capture | undefined;
+  let pcapNote: string | undefined;
+  if (o.pcapFile) {
+    try {
+      capture = await startCapture({ ports, file: o.pcapFile, limitSec: o.calls / o.rate + callLengthSec + 120 });
+    } catch (err) {
+      pcapNote = `no capture: ${(err as Error).message}`;
+    }
   }
-  const exits = await Promise.all(procs.map((p) => p.done));
+  let exits: SippExit[];
+  try {
+    for (let i = 0; i < uacs; i++) {
+      const rate = i === uacs - 1 ? o.rate - assignedRate : Math.floor(o.rate / uacs);
+      const calls = i === uacs - 1 ? o.calls - assignedCalls : Math.round((o.calls * rate) / o.rate);
+      assignedRate += rate;
+      assignedCalls += calls;
+      if (calls <= 0 || rate <= 0) continue;
+      const caller = o.callers[i] as Phone;
+      const dir = join(o.workDir, `uac-${i}`);
+      mkdirSync(dir, { recursive: true });
+      // Each caller starts at a different callee so the UASes share the load from the first call.
+      const rotated = o.callees.map((_, k) => o.callees[(k + i * 7) % o.callees.length]);
+      writeFileSync(join(dir, 'callees.csv'), `SEQUENTIAL\n${rotated.map((c) => `${c};`).join('\n')}\n`);
+      const limit = Math.ceil(calls / rate + callLengthSec + 40);
+      const args = [
+        '-sf', join(SCENARIOS, `${o.scenario}.xml`), o.target, '-t', 'u1', '-i', '127.0.0.1', '-p', String(ports[i]), '-mp', String(await mediaPort()),
+        '-inf', join(dir, 'callees.csv'), '-key', 'caller', caller.ext, '-au', caller.ext, '-ap', caller.password,
+        '-r', String(rate), '-rp', '1000', '-m', String(calls), '-d', String(o.holdMs),
+        '-l', String(o.maxConcurrent ?? Math.max(1000, Math.ceil(4 * rate * callLengthSec))),
+        '-recv_timeout', '15000', '-timer_resol', '1', '-max_socket', '1000', '-nostdin',
+        '-trace_err', '-error_file', join(dir, 'errors.log'),
+      ];
+      if (o.rtt) args.push('-trace_rtt', '-rtt_freq', String(o.rttEvery ?? 1));
+      if (o.statEverySec) args.push('-trace_stat', '-stf', join(dir, 'stat.csv'), '-fd', String(o.statEverySec));
+      procs.push(spawnSipp(args, dir, limit));
+    }
+    exits = await Promise.all(procs.map((p) => p.done));
+  } finally {
+    const end = await capture?.stop();
+    if (end?.droppedByKernel) pcapNote = `the kernel dropped ${end.droppedByKernel} packets of the capture`;
+  }
+  let pcap: SetupLatency | undefined;
+  if (capture) {
+    try {
+      pcap = setupLatency(readPcap(readFileSync(capture.file)), new Set(ports));
+    } catch (err) {
+      pcapNote = `capture unreadable: ${(err as Error).message}`;
+    }
+  }
   let successful = 0;
   let failedSeen = 0;
   const ringingMs: number[] = [];
@@ -367,6 +400,8 @@ export async function offerLoad(o: LoadOptions): Promise<LoadResult> {
     achievedRate: answerRate(answeredAt) ?? successful / window,
     ringingMs,
     answeredMs,
+    pcap,
+    pcapNote,
     stats,
     firstErrors,
     exitCodes: exits.map((e) => e.code),

@@ -34,6 +34,9 @@ const NATIVE = [
   { binary: 'postgres', packages: ['postgresql'], dirs: postgresBinDirs },
   // The operator web page is tested in headless Chromium (driven by playwright-core).
   { binary: 'chromium', packages: ['chromium'] },
+  // The bench's setup latency: a capture on lo at the callers' SIP ports (kernel timestamps, us),
+  // since SIPp's own -trace_rtt figures move in 4 ms ticks (CLOCK_MONOTONIC_COARSE at HZ=250).
+  { binary: 'tcpdump', packages: ['tcpdump'] },
 ];
 
 /** PostgreSQL's server binaries live in a versioned directory off PATH. */

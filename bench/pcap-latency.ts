@@ -1,0 +1,395 @@
+// Setup latency from a packet capture: tcpdump on the loopback interface at the callers' SIP
+// ports, kernel timestamps in microseconds, read back here (classic pcap) and paired per Call-ID:
+// the authenticated INVITE leaving a caller, its first 180 and its first 200 reaching one.
+// SIPp's own -trace_rtt figures come from CLOCK_MONOTONIC_COARSE (one kernel tick, 4 ms at
+// HZ=250), too coarse for a 2 ms target; this is the independent, finer measurement.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+// ---------------------------------------------------------------------------------- capture
+
+export interface CaptureOptions {
+  /** UDP ports to capture (either direction). */
+  readonly ports: readonly number[];
+  /** The pcap file tcpdump writes (its directory is created). */
+  readonly file: string;
+  /** Interface; default 'lo'. */
+  readonly iface?: string;
+  /** tcpdump ends itself (SIGINT, so the file is complete) after this many seconds; default 4 hours. */
+  readonly limitSec?: number;
+  /** How long to wait for tcpdump to say it is capturing; default 10 s. */
+  readonly startTimeoutMs?: number;
+  /** The tcpdump binary; default 'tcpdump' on PATH. */
+  readonly command?: string;
+}
+
+export interface CaptureExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** What tcpdump printed on stderr (its counters at the end). */
+  readonly stderr: string;
+  /** "N packets dropped by kernel", when it said so. */
+  readonly droppedByKernel: number | undefined;
+}
+
+export interface Capture {
+  readonly pid: number;
+  readonly file: string;
+  /** SIGINT (tcpdump writes what it holds and exits), SIGKILL after 5 s; resolves on exit. Idempotent. */
+  stop(): Promise<CaptureExit>;
+}
+
+const INSTALL_HINT = 'install it with: apt-get install -y --no-install-recommends tcpdump (or node scripts/ensure.mjs --native as root)';
+
+const running = new Set<number>();
+let exitHook = false;
+
+/** Captures still running when this process exits (an interrupted or failed run) get their SIGINT. */
+function hookExit(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const pid of running) {
+      try {
+        process.kill(pid, 'SIGINT');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+/** The tcpdump arguments for a capture (exported for the tests). */
+export function tcpdumpArgs(o: CaptureOptions, asRoot: boolean): string[] {
+  if (o.ports.length === 0) throw new Error('a capture needs at least one port');
+  for (const p of o.ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a UDP port: ${p}`);
+  const filter = `udp and (${o.ports.map((p) => `port ${p}`).join(' or ')})`;
+  return [
+    '-i', o.iface ?? 'lo', '-n', '-s', '0',
+    // A larger kernel buffer than libpcap's 2 MB: no drops when the machine is busy.
+    '-B', '8192',
+    // Immediate mode: each packet reaches tcpdump as it comes. Without it, packets wait in the
+    // kernel's ring for a full block or a 1 s timeout, and those still waiting at SIGINT are lost
+    // (the last calls of a load).
+    '--immediate-mode',
+    // Debian's tcpdump drops to the user tcpdump after opening the device: keep root's file owner.
+    ...(asRoot ? ['-Z', 'root'] : []),
+    '-w', o.file, filter,
+  ];
+}
+
+/**
+ * Starts tcpdump writing `file` with the UDP packets to and from `ports`; resolves once it says
+ * it is listening (the capture socket is open: every later packet is in the file), rejects with
+ * what it printed when it cannot start.
+ */
+export async function startCapture(o: CaptureOptions): Promise<Capture> {
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const args = tcpdumpArgs(o, asRoot);
+  mkdirSync(dirname(o.file), { recursive: true });
+  const command = o.command ?? 'tcpdump';
+  const limitSec = Math.max(1, Math.ceil(o.limitSec ?? 4 * 3600));
+  // coreutils timeout bounds it even if this process dies without its exit hook (SIGKILL).
+  const child = spawn('timeout', ['-s', 'INT', '-k', '5', String(limitSec), command, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const pid = child.pid;
+  let stderr = '';
+  let spawnError: string | undefined;
+  child.stderr.on('data', (b: Buffer) => {
+    stderr += b.toString('utf8');
+    if (stderr.length > 20_000) stderr = stderr.slice(-10_000);
+  });
+  const done = new Promise<CaptureExit>((resolve) => {
+    child.once('error', (err) => {
+      spawnError = err.message;
+      // Not started at all: no 'close' follows.
+      if (pid === undefined) resolve({ code: null, signal: null, stderr: err.message, droppedByKernel: undefined });
+    });
+    child.once('close', (code, signal) => {
+      if (pid !== undefined) running.delete(pid);
+      const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
+      resolve({ code, signal, stderr, droppedByKernel: dropped ? Number(dropped[1]) : undefined });
+    });
+  });
+  if (pid !== undefined) {
+    running.add(pid);
+    hookExit();
+  }
+  const signal = (sig: NodeJS.Signals): void => {
+    if (pid === undefined) return;
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  let stopping: Promise<CaptureExit> | undefined;
+  const stop = (): Promise<CaptureExit> => {
+    stopping ??= (async () => {
+      signal('SIGINT');
+      const kill = setTimeout(() => signal('SIGKILL'), 5000);
+      const exit = await done;
+      clearTimeout(kill);
+      return exit;
+    })();
+    return stopping;
+  };
+  const timeoutMs = o.startTimeoutMs ?? 10_000;
+  const started = await new Promise<'listening' | 'exited' | 'timeout'>((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    const check = (): void => {
+      if (/listening on /.test(stderr)) {
+        clearTimeout(timer);
+        resolve('listening');
+      }
+    };
+    child.stderr.on('data', check);
+    void done.then(() => {
+      clearTimeout(timer);
+      resolve(/listening on /.test(stderr) ? 'listening' : 'exited');
+    });
+  });
+  if (started === 'listening') return { pid: pid ?? -1, file: o.file, stop };
+  const exit = await stop();
+  const said = (spawnError ?? exit.stderr).trim().slice(-800);
+  const missing = exit.code === 127 || /No such file|not found|ENOENT/.test(said);
+  throw new Error(
+    started === 'timeout'
+      ? `tcpdump did not start capturing on ${o.iface ?? 'lo'} within ${timeoutMs} ms: ${said || 'it printed nothing'}`
+      : missing
+        ? `tcpdump is not installed (or not on PATH): ${said}; ${INSTALL_HINT}`
+        : `tcpdump could not capture on ${o.iface ?? 'lo'} (exit ${exit.code ?? exit.signal}): ${said || 'it printed nothing'} ` +
+          '(it needs root or CAP_NET_RAW; if it is missing, ' + INSTALL_HINT + ')',
+  );
+}
+
+// ------------------------------------------------------------------------------------- pcap
+
+export interface UdpDatagram {
+  /** Capture time in microseconds since the epoch (fractional in a nanosecond file). */
+  readonly timeUs: number;
+  readonly src: string;
+  readonly srcPort: number;
+  readonly dst: string;
+  readonly dstPort: number;
+  readonly payload: Buffer;
+}
+
+const LINKTYPE_ETHERNET = 1;
+const LINKTYPE_RAW = 101;
+const DLT_RAW = 12;
+const LINKTYPE_LINUX_SLL = 113;
+const LINKTYPE_LINUX_SLL2 = 276;
+/** A record longer than this is taken as garbage (a damaged file), not allocated. */
+const MAX_RECORD = 256 * 1024 * 1024;
+
+/** Where the IPv4 header starts in a frame, or -1 when the frame does not carry IPv4. */
+function ipv4Offset(linkType: number, frame: Buffer): number {
+  switch (linkType) {
+    case LINKTYPE_ETHERNET: {
+      let off = 12;
+      let type = frame.length >= off + 2 ? frame.readUInt16BE(off) : -1;
+      // 802.1Q / 802.1ad tags, stacked.
+      while ((type === 0x8100 || type === 0x88a8) && frame.length >= off + 6) {
+        off += 4;
+        type = frame.readUInt16BE(off);
+      }
+      return type === 0x0800 ? off + 2 : -1;
+    }
+    case LINKTYPE_LINUX_SLL:
+      return frame.length >= 16 && frame.readUInt16BE(14) === 0x0800 ? 16 : -1;
+    case LINKTYPE_LINUX_SLL2:
+      return frame.length >= 20 && frame.readUInt16BE(0) === 0x0800 ? 20 : -1;
+    case LINKTYPE_RAW:
+    case DLT_RAW:
+      return frame.length >= 1 && frame[0] !== undefined && frame[0] >> 4 === 4 ? 0 : -1;
+    default:
+      return -1;
+  }
+}
+
+function ipv4Address(b: Buffer, at: number): string {
+  return `${b[at] ?? 0}.${b[at + 1] ?? 0}.${b[at + 2] ?? 0}.${b[at + 3] ?? 0}`;
+}
+
+/** The UDP datagram in one frame, or undefined (not IPv4, not UDP, a fragment, cut short). */
+function udpIn(linkType: number, frame: Buffer, timeUs: number): UdpDatagram | undefined {
+  const ip = ipv4Offset(linkType, frame);
+  if (ip < 0 || frame.length < ip + 20) return undefined;
+  const vihl = frame[ip] ?? 0;
+  const ihl = (vihl & 0x0f) * 4;
+  if (vihl >> 4 !== 4 || ihl < 20 || frame.length < ip + ihl) return undefined;
+  // More fragments, or not the first fragment: not a whole datagram.
+  if ((frame.readUInt16BE(ip + 6) & 0x3fff) !== 0) return undefined;
+  if (frame[ip + 9] !== 17) return undefined;
+  // The IP total length bounds the packet (an Ethernet frame may carry padding after it).
+  const ipEnd = Math.min(frame.length, ip + frame.readUInt16BE(ip + 2));
+  const udp = ip + ihl;
+  if (ipEnd < udp + 8) return undefined;
+  const udpLength = frame.readUInt16BE(udp + 4);
+  if (udpLength < 8) return undefined;
+  return {
+    timeUs,
+    src: ipv4Address(frame, ip + 12),
+    dst: ipv4Address(frame, ip + 16),
+    srcPort: frame.readUInt16BE(udp),
+    dstPort: frame.readUInt16BE(udp + 2),
+    payload: frame.subarray(udp + 8, Math.min(ipEnd, udp + udpLength)),
+  };
+}
+
+/**
+ * The IPv4 UDP datagrams of a classic pcap file (either byte order, microsecond or nanosecond
+ * timestamps; Ethernet, Linux cooked v1/v2 or raw IP links). Other packets are skipped; a record
+ * cut short (the capture stopped while writing it) ends the file. Throws only when the buffer is
+ * not a pcap file at all.
+ */
+export function* readPcap(buf: Buffer): Generator<UdpDatagram> {
+  if (buf.length < 24) throw new Error(`not a pcap file: ${buf.length} bytes, shorter than its header`);
+  const magicLe = buf.readUInt32LE(0);
+  const magicBe = buf.readUInt32BE(0);
+  let little: boolean;
+  let nano: boolean;
+  if (magicLe === 0xa1b2c3d4 || magicLe === 0xa1b23c4d) {
+    little = true;
+    nano = magicLe === 0xa1b23c4d;
+  } else if (magicBe === 0xa1b2c3d4 || magicBe === 0xa1b23c4d) {
+    little = false;
+    nano = magicBe === 0xa1b23c4d;
+  } else {
+    throw new Error(`not a classic pcap file (magic 0x${magicBe.toString(16).padStart(8, '0')}; pcapng is not read)`);
+  }
+  const u32 = (at: number): number => (little ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+  // The low 16 bits are the link type; the high bits may carry FCS information.
+  const linkType = u32(20) & 0xffff;
+  for (let off = 24; off + 16 <= buf.length; ) {
+    const sec = u32(off);
+    const frac = u32(off + 4);
+    const caplen = u32(off + 8);
+    if (caplen > MAX_RECORD || off + 16 + caplen > buf.length) return;
+    const frame = buf.subarray(off + 16, off + 16 + caplen);
+    off += 16 + caplen;
+    const timeUs = sec * 1e6 + (nano ? frac / 1000 : frac);
+    const d = udpIn(linkType, frame, timeUs);
+    if (d) yield d;
+  }
+}
+
+// ------------------------------------------------------------------------------ SIP pairing
+
+export interface SetupLatency {
+  /** Milliseconds (to the microsecond) from the authenticated INVITE leaving the caller to its first 180 / 200 arriving. */
+  readonly ringingMs: number[];
+  readonly answeredMs: number[];
+  /** Call-IDs with an INVITE sent from a caller port. */
+  readonly calls: number;
+  /** Of those, calls whose last INVITE has no 180 or no 200 in the capture. */
+  readonly unmatched: number;
+}
+
+interface SipSummary {
+  /** The request method, or undefined for a response. */
+  readonly method: string | undefined;
+  /** The status code of a response. */
+  readonly status: number | undefined;
+  readonly callId: string;
+  readonly cseq: number;
+  readonly cseqMethod: string;
+}
+
+/** The start line, Call-ID and CSeq of a SIP message, or undefined when it is not one. */
+export function scanSip(payload: Buffer): SipSummary | undefined {
+  // Headers only: the body (SDP) is never looked at.
+  const text = payload.toString('latin1', 0, Math.min(payload.length, 16_384));
+  const end = text.search(/\r?\n\r?\n/);
+  const lines = (end >= 0 ? text.slice(0, end) : text).split(/\r?\n/);
+  const start = lines[0] ?? '';
+  let method: string | undefined;
+  let status: number | undefined;
+  const response = /^SIP\/2\.0 (\d{3})(?: |$)/.exec(start);
+  if (response) status = Number(response[1]);
+  else {
+    const request = /^([A-Za-z]+) \S+ SIP\/2\.0$/.exec(start);
+    if (!request) return undefined;
+    method = (request[1] as string).toUpperCase();
+  }
+  let callId: string | undefined;
+  let cseqText: string | undefined;
+  let last: 'i' | 'c' | undefined;
+  for (const line of lines.slice(1)) {
+    // A folded line continues the header before it.
+    if (/^[ \t]/.test(line)) {
+      if (last === 'i' && callId !== undefined) callId += ` ${line.trim()}`;
+      else if (last === 'c' && cseqText !== undefined) cseqText += ` ${line.trim()}`;
+      continue;
+    }
+    last = undefined;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if ((name === 'call-id' || name === 'i') && callId === undefined) {
+      callId = value;
+      last = 'i';
+    } else if (name === 'cseq' && cseqText === undefined) {
+      cseqText = value;
+      last = 'c';
+    }
+  }
+  const cseq = /^(\d{1,10})\s+([A-Za-z]+)$/.exec(cseqText?.trim() ?? '');
+  if (!callId || !cseq) return undefined;
+  return { method, status, callId: callId.trim(), cseq: Number(cseq[1]), cseqMethod: (cseq[2] as string).toUpperCase() };
+}
+
+interface CallTimes {
+  /** The highest INVITE CSeq sent from a caller, and when it first left. */
+  cseq: number;
+  sentUs: number;
+  /** First 180 and first 200 per INVITE CSeq, arriving at a caller. */
+  readonly responses: Map<number, { ringingUs?: number; answeredUs?: number }>;
+}
+
+/**
+ * Pairs each call's last INVITE (the authenticated one after the 407: the highest CSeq) sent from
+ * one of `callerPorts` with the first 180 and the first 200 to that INVITE (same Call-ID, same
+ * CSeq number, method INVITE) arriving at one of them. A retransmission (same CSeq) keeps the
+ * first send's time. Anything that is not a SIP message with a Call-ID and a CSeq is ignored.
+ */
+export function setupLatency(datagrams: Iterable<UdpDatagram>, callerPorts: ReadonlySet<number>): SetupLatency {
+  const calls = new Map<string, CallTimes>();
+  for (const d of datagrams) {
+    const fromCaller = callerPorts.has(d.srcPort);
+    const toCaller = callerPorts.has(d.dstPort);
+    if (!fromCaller && !toCaller) continue;
+    const m = scanSip(d.payload);
+    if (!m || m.cseqMethod !== 'INVITE') continue;
+    const c = calls.get(m.callId);
+    if (m.method === 'INVITE' && fromCaller) {
+      if (!c) calls.set(m.callId, { cseq: m.cseq, sentUs: d.timeUs, responses: new Map() });
+      else if (m.cseq > c.cseq || (m.cseq === c.cseq && d.timeUs < c.sentUs)) {
+        c.cseq = m.cseq;
+        c.sentUs = d.timeUs;
+      }
+    } else if (c && toCaller && (m.status === 180 || m.status === 200)) {
+      // Kept per CSeq: the 180 and 200 of the INVITE that turns out to be the last one count.
+      const r = c.responses.get(m.cseq) ?? {};
+      if (m.status === 180 && (r.ringingUs === undefined || d.timeUs < r.ringingUs)) r.ringingUs = d.timeUs;
+      if (m.status === 200 && (r.answeredUs === undefined || d.timeUs < r.answeredUs)) r.answeredUs = d.timeUs;
+      c.responses.set(m.cseq, r);
+    }
+  }
+  const ringingMs: number[] = [];
+  const answeredMs: number[] = [];
+  let unmatched = 0;
+  const ms = (fromUs: number, toUs: number): number => Math.round(toUs - fromUs) / 1000;
+  for (const c of calls.values()) {
+    const r = c.responses.get(c.cseq);
+    const ringing = r?.ringingUs !== undefined && r.ringingUs >= c.sentUs ? r.ringingUs : undefined;
+    const answered = r?.answeredUs !== undefined && r.answeredUs >= c.sentUs ? r.answeredUs : undefined;
+    if (ringing !== undefined) ringingMs.push(ms(c.sentUs, ringing));
+    if (answered !== undefined) answeredMs.push(ms(c.sentUs, answered));
+    if (ringing === undefined || answered === undefined) unmatched++;
+  }
+  return { ringingMs, answeredMs, calls: calls.size, unmatched };
+}
