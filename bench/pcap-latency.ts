@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { parseCSeq, parseMessage } from '../lib/engine/message';
 
 // ---------------------------------------------------------------------------------- capture
 
@@ -298,48 +299,23 @@ interface SipSummary {
   readonly cseqMethod: string;
 }
 
-/** The start line, Call-ID and CSeq of a SIP message, or undefined when it is not one. */
+/**
+ * The start line, Call-ID and CSeq of a SIP message, or undefined when it is not one: read with
+ * the engine's own parser (compact forms, folded lines and the rest of RFC 3261's syntax).
+ */
 export function scanSip(payload: Buffer): SipSummary | undefined {
-  // Headers only: the body (SDP) is never looked at.
-  const text = payload.toString('latin1', 0, Math.min(payload.length, 16_384));
-  const end = text.search(/\r?\n\r?\n/);
-  const lines = (end >= 0 ? text.slice(0, end) : text).split(/\r?\n/);
-  const start = lines[0] ?? '';
-  let method: string | undefined;
-  let status: number | undefined;
-  const response = /^SIP\/2\.0 (\d{3})(?: |$)/.exec(start);
-  if (response) status = Number(response[1]);
-  else {
-    const request = /^([A-Za-z]+) \S+ SIP\/2\.0$/.exec(start);
-    if (!request) return undefined;
-    method = (request[1] as string).toUpperCase();
-  }
-  let callId: string | undefined;
-  let cseqText: string | undefined;
-  let last: 'i' | 'c' | undefined;
-  for (const line of lines.slice(1)) {
-    // A folded line continues the header before it.
-    if (/^[ \t]/.test(line)) {
-      if (last === 'i' && callId !== undefined) callId += ` ${line.trim()}`;
-      else if (last === 'c' && cseqText !== undefined) cseqText += ` ${line.trim()}`;
-      continue;
-    }
-    last = undefined;
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if ((name === 'call-id' || name === 'i') && callId === undefined) {
-      callId = value;
-      last = 'i';
-    } else if (name === 'cseq' && cseqText === undefined) {
-      cseqText = value;
-      last = 'c';
-    }
-  }
-  const cseq = /^(\d{1,10})\s+([A-Za-z]+)$/.exec(cseqText?.trim() ?? '');
-  if (!callId || !cseq) return undefined;
-  return { method, status, callId: callId.trim(), cseq: Number(cseq[1]), cseqMethod: (cseq[2] as string).toUpperCase() };
+  const parsed = parseMessage(payload);
+  if (!parsed.ok) return undefined;
+  const m = parsed.message;
+  const cseq = parseCSeq(m.get('cseq') ?? '');
+  if (!m.callId || !cseq) return undefined;
+  return {
+    method: m.type === 'request' ? m.method.toUpperCase() : undefined,
+    status: m.type === 'response' ? m.status : undefined,
+    callId: m.callId,
+    cseq: cseq.seq,
+    cseqMethod: cseq.method.toUpperCase(),
+  };
 }
 
 interface CallTimes {

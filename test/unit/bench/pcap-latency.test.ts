@@ -115,11 +115,17 @@ function invite(callId: string, cseq: number, port: number, opts: { compact?: bo
 
 function response(code: number, reason: string, callId: string, cseq: number, method = 'INVITE', opts: { compact?: boolean } = {}): string {
   const callIdLine = opts.compact ? `i:${callId}` : `CALL-ID: ${callId}`;
-  return `SIP/2.0 ${code} ${reason}\r\nVia: SIP/2.0/UDP 127.0.0.1:1\r\n${callIdLine}\r\nCSeq: ${cseq} ${method}\r\nContent-Length: 0\r\n\r\n`;
+  return (
+    `SIP/2.0 ${code} ${reason}\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-${cseq}\r\n` +
+    `From: <sip:6001@127.0.0.1>;tag=a\r\nTo: <sip:6002@127.0.0.1>;tag=b\r\n${callIdLine}\r\nCSeq: ${cseq} ${method}\r\nContent-Length: 0\r\n\r\n`
+  );
 }
 
 function ack(callId: string, cseq: number): string {
-  return `ACK sip:6002@127.0.0.1 SIP/2.0\r\nCall-ID: ${callId}\r\nCSeq: ${cseq} ACK\r\nContent-Length: 0\r\n\r\n`;
+  return (
+    `ACK sip:6002@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-ack-${cseq}\r\n` +
+    `From: <sip:6001@127.0.0.1>;tag=a\r\nTo: <sip:6002@127.0.0.1>;tag=b\r\nCall-ID: ${callId}\r\nCSeq: ${cseq} ACK\r\nContent-Length: 0\r\n\r\n`
+  );
 }
 
 /** A packet at `base` seconds + `us` microseconds (us may run past a second). */
