@@ -124,7 +124,9 @@ export class EngineCapture implements CaptureSource {
         reject,
         attempts: 0,
         done: false,
-        timer: setTimeout(() => this.#timedOut(read), this.#timeoutMs),
+        // The check waits one more turn of the event loop: after a stall longer than the timeout,
+        // an answer already in the socket is read (I/O runs before setImmediate) before the read fails.
+        timer: setTimeout(() => setImmediate(() => this.#timedOut(read)), this.#timeoutMs),
       };
       this.#enqueue(read);
     });

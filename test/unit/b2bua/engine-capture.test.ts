@@ -171,7 +171,9 @@ t.test('errors name the problem', async (tt) => {
     }
     // Anything else: never answered.
   });
-  const capture = new EngineCapture(engine.url, { timeoutMs: 200 });
+  // Long enough that the read after the silent one does not time out on a loaded CI machine
+  // (200 ms did once: the stand-in engine shares this process's event loop).
+  const capture = new EngineCapture(engine.url, { timeoutMs: 1000 });
   tt.teardown(() => capture.close());
   await tt.rejects(capture.messages('off', 'a'), /engine capture: the engine answered 404: capture is off \(start with --capture\)/);
   await tt.rejects(capture.messages('broken', 'a'), /engine capture: the engine answered 500/);
@@ -179,7 +181,7 @@ t.test('errors name the problem', async (tt) => {
   await tt.rejects(capture.messages('stranger', 'a'), /engine capture: the engine answered for a Call-ID not asked for: "someone-else"/);
   await tt.rejects(capture.messages('short', 'a'), /engine capture: the engine did not answer for this Call-ID/);
   tt.same(await capture.messages('odd', 'a'), { messages: [], truncated: false }, 'a last line without a newline, and without messages: none');
-  await tt.rejects(capture.messages('silent', 'a'), /engine capture: the engine did not answer within 200 ms/);
+  await tt.rejects(capture.messages('silent', 'a'), /engine capture: the engine did not answer within 1000 ms/);
   tt.equal(await capture.messages('none-again', 'b'), undefined, 'and it goes on working');
 });
 
