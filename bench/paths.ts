@@ -18,6 +18,7 @@ import { startKamailio } from '../lib/stack/kamailio';
 import type { NativeProcess } from '../lib/stack/native-process';
 import { Stack } from '../lib/stack/stack';
 import { cpuMicros, freePorts, reapedChildrenCpuMicros, rssKb, treeCpuMicros } from './proc';
+import type { HopPorts } from './hop-latency';
 import type { BenchSettings, PathName } from './settings';
 import { registerPhones, SIP_PORT_HIGH, SIP_PORT_LOW, startUas, uasStat, type Phone, type Uas } from './sipp-load';
 
@@ -44,6 +45,8 @@ export interface RunningPath {
   readonly callers: readonly Phone[];
   readonly callees: readonly string[];
   readonly stack: Stack | undefined;
+  /** The chain's ports for the per-hop breakdown (BENCH_HOPS); undefined on the baseline. */
+  readonly hopPorts: HopPorts | undefined;
   /** CPU microseconds used so far, per process (Kamailio summed over its workers; sipp = every SIPp). */
   cpu(): Record<string, number>;
   /** Resident memory in KB of the processes under test. */
@@ -157,6 +160,7 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
     const rtpengines = o.name === 'baseline' || o.name === 'chain-nomedia' ? 1 : (o.rtpengines ?? 1);
     const [sipPort, engineSipPort, wirePort, statusPort, ngPort, operatorPort, ...extraNgPorts] = (await freePorts(5 + rtpengines, SIP_PORT_LOW, SIP_PORT_HIGH)) as [number, number, number, number, number, number, ...number[]];
     const readToken = randomBytes(16).toString('hex');
+    let hopPorts: HopPorts | undefined;
     if (o.name === 'baseline') {
       // The project's kamailio.cfg with the options Stack gives it, plus WITH_DIRECT_CALLS: after
       // auth and record-route, an initial INVITE goes to the callee's registered Contact as a B leg
@@ -179,6 +183,12 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
       // chain-drachtio: the same chain, on the drachtio server DRACHTIO_HOST/PORT/SECRET/SIP names.
       const external = o.name === 'chain-drachtio' ? settings.drachtio : undefined;
       if (o.name === 'chain-drachtio' && !external) throw new Error('chain-drachtio needs DRACHTIO_HOST, DRACHTIO_PORT, DRACHTIO_SECRET and DRACHTIO_SIP');
+      hopPorts = {
+        kamailio: sipPort,
+        engineSip: external ? external.sip.port : engineSipPort,
+        wire: external ? external.port : wirePort,
+        ng: media === 'off' ? [] : [ngPort, ...extraNgPorts],
+      };
       const config: StackConfig = {
         sip: { address: PHONE_IP, port: sipPort, advertised: undefined, domain: DOMAIN },
         engine: external
@@ -258,6 +268,7 @@ export async function startPath(o: StartPathOptions): Promise<RunningPath> {
       callers: phones.callers,
       callees: phones.callees.map((p) => p.ext),
       stack,
+      hopPorts,
       pid: pidOf,
       cpu() {
         const out: Record<string, number> = {};

@@ -14,6 +14,11 @@ import { parseCSeq, parseMessage } from '../lib/engine/message';
 export interface CaptureOptions {
   /** UDP ports to capture (either direction). */
   readonly ports: readonly number[];
+  /**
+   * Ports whose UDP and TCP packets are captured as well (the chain's hops for the per-hop
+   * breakdown, bench/hop-latency.ts: Kamailio, the engine's SIP and wire ports, RTPEngine's NG).
+   */
+  readonly hopPorts?: readonly number[];
   /** The pcap file tcpdump writes (its directory is created). */
   readonly file: string;
   /** Interface; default 'lo'. */
@@ -65,8 +70,10 @@ function hookExit(): void {
 /** The tcpdump arguments for a capture (exported for the tests). */
 export function tcpdumpArgs(o: CaptureOptions, asRoot: boolean): string[] {
   if (o.ports.length === 0) throw new Error('a capture needs at least one port');
-  for (const p of o.ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a UDP port: ${p}`);
-  const filter = `udp and (${o.ports.map((p) => `port ${p}`).join(' or ')})`;
+  const hopPorts = o.hopPorts ?? [];
+  for (const p of [...o.ports, ...hopPorts]) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a port: ${p}`);
+  const anyOf = (ports: readonly number[]): string => ports.map((p) => `port ${p}`).join(' or ');
+  const filter = hopPorts.length === 0 ? `udp and (${anyOf(o.ports)})` : `(udp and (${anyOf([...o.ports, ...hopPorts])})) or (tcp and (${anyOf(hopPorts)}))`;
   return [
     '-i', o.iface ?? 'lo', '-n', '-s', '0',
     // A larger kernel buffer than libpcap's 2 MB: no drops when the machine is busy.
@@ -177,6 +184,11 @@ export interface UdpDatagram {
   readonly payload: Buffer;
 }
 
+/** A UDP datagram or a TCP segment (its payload only: no reassembly here). */
+export interface IpPacket extends UdpDatagram {
+  readonly protocol: 'udp' | 'tcp';
+}
+
 const LINKTYPE_ETHERNET = 1;
 const LINKTYPE_RAW = 101;
 const DLT_RAW = 12;
@@ -214,8 +226,8 @@ function ipv4Address(b: Buffer, at: number): string {
   return `${b[at] ?? 0}.${b[at + 1] ?? 0}.${b[at + 2] ?? 0}.${b[at + 3] ?? 0}`;
 }
 
-/** The UDP datagram in one frame, or undefined (not IPv4, not UDP, a fragment, cut short). */
-function udpIn(linkType: number, frame: Buffer, timeUs: number): UdpDatagram | undefined {
+/** The UDP datagram or TCP segment in one frame, or undefined (not IPv4, another protocol, a fragment, cut short). */
+function packetIn(linkType: number, frame: Buffer, timeUs: number): IpPacket | undefined {
   const ip = ipv4Offset(linkType, frame);
   if (ip < 0 || frame.length < ip + 20) return undefined;
   const vihl = frame[ip] ?? 0;
@@ -223,20 +235,34 @@ function udpIn(linkType: number, frame: Buffer, timeUs: number): UdpDatagram | u
   if (vihl >> 4 !== 4 || ihl < 20 || frame.length < ip + ihl) return undefined;
   // More fragments, or not the first fragment: not a whole datagram.
   if ((frame.readUInt16BE(ip + 6) & 0x3fff) !== 0) return undefined;
-  if (frame[ip + 9] !== 17) return undefined;
+  const proto = frame[ip + 9];
   // The IP total length bounds the packet (an Ethernet frame may carry padding after it).
   const ipEnd = Math.min(frame.length, ip + frame.readUInt16BE(ip + 2));
-  const udp = ip + ihl;
-  if (ipEnd < udp + 8) return undefined;
-  const udpLength = frame.readUInt16BE(udp + 4);
-  if (udpLength < 8) return undefined;
+  const l4 = ip + ihl;
+  let payloadStart: number;
+  let payloadEnd = ipEnd;
+  if (proto === 17) {
+    if (ipEnd < l4 + 8) return undefined;
+    const udpLength = frame.readUInt16BE(l4 + 4);
+    if (udpLength < 8) return undefined;
+    payloadStart = l4 + 8;
+    payloadEnd = Math.min(ipEnd, l4 + udpLength);
+  } else if (proto === 6) {
+    if (ipEnd < l4 + 20) return undefined;
+    const dataOffset = ((frame[l4 + 12] ?? 0) >> 4) * 4;
+    if (dataOffset < 20 || ipEnd < l4 + dataOffset) return undefined;
+    payloadStart = l4 + dataOffset;
+  } else {
+    return undefined;
+  }
   return {
+    protocol: proto === 17 ? 'udp' : 'tcp',
     timeUs,
     src: ipv4Address(frame, ip + 12),
     dst: ipv4Address(frame, ip + 16),
-    srcPort: frame.readUInt16BE(udp),
-    dstPort: frame.readUInt16BE(udp + 2),
-    payload: frame.subarray(udp + 8, Math.min(ipEnd, udp + udpLength)),
+    srcPort: frame.readUInt16BE(l4),
+    dstPort: frame.readUInt16BE(l4 + 2),
+    payload: frame.subarray(payloadStart, payloadEnd),
   };
 }
 
@@ -247,6 +273,11 @@ function udpIn(linkType: number, frame: Buffer, timeUs: number): UdpDatagram | u
  * not a pcap file at all.
  */
 export function* readPcap(buf: Buffer): Generator<UdpDatagram> {
+  for (const p of readPcapPackets(buf)) if (p.protocol === 'udp') yield p;
+}
+
+/** As readPcap, with the TCP segments that carry data as well. */
+export function* readPcapPackets(buf: Buffer): Generator<IpPacket> {
   if (buf.length < 24) throw new Error(`not a pcap file: ${buf.length} bytes, shorter than its header`);
   const magicLe = buf.readUInt32LE(0);
   const magicBe = buf.readUInt32BE(0);
@@ -272,8 +303,8 @@ export function* readPcap(buf: Buffer): Generator<UdpDatagram> {
     const frame = buf.subarray(off + 16, off + 16 + caplen);
     off += 16 + caplen;
     const timeUs = sec * 1e6 + (nano ? frac / 1000 : frac);
-    const d = udpIn(linkType, frame, timeUs);
-    if (d) yield d;
+    const p = packetIn(linkType, frame, timeUs);
+    if (p && (p.protocol === 'udp' || p.payload.length > 0)) yield p;
   }
 }
 

@@ -12,6 +12,7 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { HopBreakdown } from './hop-latency';
 import type { LogEvents, RunningPath } from './paths';
 import { machineCpuMicros } from './proc';
 import type { BenchSettings } from './settings';
@@ -104,6 +105,8 @@ export interface LatencyRun {
   readonly capture?: CapturedLatency;
   /** Why there is no capture (the figures are SIPp's only), or what to know about it. */
   readonly captureNote?: string;
+  /** With BENCH_HOPS on a chain: INVITE->180 per hop, from a capture of the whole chain. */
+  readonly hops?: HopBreakdown;
 }
 
 export interface FixedRun {
@@ -390,10 +393,24 @@ export async function warmUp(path: RunningPath, s: BenchSettings, workDir: strin
 
 export async function latencyRun(path: RunningPath, s: BenchSettings, rate: number, calls: number, workDir: string): Promise<{ run: LatencyRun; cpu: CpuUse }> {
   const dir = join(workDir, `latency-${rate}`);
-  const m = await measure(path, {
-    scenario: 'bench-uac', target: path.target, callers: path.callers, callees: path.callees, rate, calls, holdMs: s.holdMs, uacRate: s.uacRate, workDir: dir, rtt: true,
-    pcapFile: join(dir, 'callers.pcap'),
-  });
+  // The B2BUA's session ids (X-Call-ID on the B leg) to the callers' Call-IDs, from its log.
+  const sessions = new Map<string, string>();
+  const hopPorts = s.hops ? path.hopPorts : undefined;
+  const unsubscribe = hopPorts
+    ? path.onB2buaLine((l) => {
+      if (l.msg === 'call received' && typeof l.callId === 'string' && typeof l.aCallId === 'string') sessions.set(l.callId, l.aCallId);
+    })
+    : undefined;
+  let m: Measured;
+  try {
+    m = await measure(path, {
+      scenario: 'bench-uac', target: path.target, callers: path.callers, callees: path.callees, rate, calls, holdMs: s.holdMs, uacRate: s.uacRate, workDir: dir, rtt: true,
+      pcapFile: join(dir, 'callers.pcap'),
+      hops: hopPorts && { ports: hopPorts, sessions: () => sessions },
+    });
+  } finally {
+    unsubscribe?.();
+  }
   const { pcap } = m.r;
   const capture: CapturedLatency | undefined = pcap && { ringing: percentiles(pcap.ringingMs), answered: percentiles(pcap.answeredMs), calls: pcap.calls, unmatched: pcap.unmatched };
   let captureNote = m.r.pcapNote;
@@ -402,7 +419,7 @@ export async function latencyRun(path: RunningPath, s: BenchSettings, rate: numb
   return {
     run: {
       rate, calls, failed: m.r.failed, leaked: m.leaked, ringing: percentiles(m.r.ringingMs), answered: percentiles(m.r.answeredMs),
-      sippStepMs: smallestStep([...m.r.ringingMs, ...m.r.answeredMs]), capture, captureNote,
+      sippStepMs: smallestStep([...m.r.ringingMs, ...m.r.answeredMs]), capture, captureNote, hops: m.r.hops,
     },
     cpu: m.cpu,
   };

@@ -77,6 +77,8 @@ export interface BenchSettings {
   readonly b2buaEnv: Readonly<Record<string, string>>;
   readonly logLevel: string;
   readonly keepVar: boolean;
+  /** BENCH_HOPS=1: the chains' cost and latency runs capture every hop and break INVITE->180 down per process. */
+  readonly hops: boolean;
 }
 
 export class SettingsError extends Error {
@@ -198,5 +200,6 @@ export function loadSettings(env: Env): BenchSettings {
     b2buaEnv: keyValues(env, 'BENCH_B2BUA_ENV'),
     logLevel: env.BENCH_LOG ?? 'warn',
     keepVar: env.BENCH_KEEP_VAR === '1',
+    hops: env.BENCH_HOPS === '1',
   };
 }

@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findRepoRoot } from '../lib/stack/stack';
-import { readPcap, setupLatency, startCapture, type Capture, type SetupLatency } from './pcap-latency';
+import { hopLatency, type HopBreakdown, type HopPorts } from './hop-latency';
+import { readPcap, readPcapPackets, setupLatency, startCapture, type Capture, type SetupLatency } from './pcap-latency';
 import { freePorts, waitUdpBound } from './proc';
 
 export const SCENARIOS = join(findRepoRoot(__dirname), 'bench', 'scenarios');
@@ -214,6 +215,12 @@ export interface LoadOptions {
    * latency from kernel timestamps (us), beside SIPp's -trace_rtt (whole ticks of its coarse clock).
    */
   readonly pcapFile?: string;
+  /**
+   * With pcapFile: capture the chain's hops as well (UDP and the engine's wire TCP) and break
+   * INVITE->180 down per hop; `sessions()` maps the B2BUA's session ids to the callers' Call-IDs
+   * (from its `call received` lines), read once the load is over.
+   */
+  readonly hops?: { readonly ports: HopPorts; readonly sessions: () => ReadonlyMap<string, string> };
 }
 
 /** One line of SIPp's -trace_stat file, the columns the benchmark reads. */
@@ -242,6 +249,8 @@ export interface LoadResult {
   readonly answeredMs: number[];
   /** The same two intervals from the capture at the callers' ports (with pcapFile, when it worked). */
   readonly pcap?: SetupLatency;
+  /** With hops: INVITE->180 per hop of the chain, from the same capture. */
+  readonly hops?: HopBreakdown;
   /** With pcapFile: why there is no capture, or what to know about it (packets the kernel dropped). */
   readonly pcapNote?: string;
   /** Per SIPp process, with statEverySec. */
@@ -319,7 +328,8 @@ export async function offerLoad(o: LoadOptions): Promise<LoadResult> {
   let pcapNote: string | undefined;
   if (o.pcapFile) {
     try {
-      capture = await startCapture({ ports, file: o.pcapFile, limitSec: o.calls / o.rate + callLengthSec + 120 });
+      const hopPorts = o.hops ? [o.hops.ports.kamailio, o.hops.ports.engineSip, o.hops.ports.wire, ...o.hops.ports.ng] : undefined;
+      capture = await startCapture({ ports, hopPorts, file: o.pcapFile, limitSec: o.calls / o.rate + callLengthSec + 120 });
     } catch (err) {
       pcapNote = `no capture: ${(err as Error).message}`;
     }
@@ -357,9 +367,12 @@ export async function offerLoad(o: LoadOptions): Promise<LoadResult> {
     if (end?.droppedByKernel) pcapNote = `the kernel dropped ${end.droppedByKernel} packets of the capture`;
   }
   let pcap: SetupLatency | undefined;
+  let hops: HopBreakdown | undefined;
   if (capture) {
     try {
-      pcap = setupLatency(readPcap(readFileSync(capture.file)), new Set(ports));
+      const file = readFileSync(capture.file);
+      pcap = setupLatency(readPcap(file), new Set(ports));
+      if (o.hops) hops = hopLatency(readPcapPackets(file), new Set(ports), o.hops.ports, o.hops.sessions());
     } catch (err) {
       pcapNote = `capture unreadable: ${(err as Error).message}`;
     }
@@ -401,6 +414,7 @@ export async function offerLoad(o: LoadOptions): Promise<LoadResult> {
     ringingMs,
     answeredMs,
     pcap,
+    hops,
     pcapNote,
     stats,
     firstErrors,

@@ -291,7 +291,10 @@ t.test("tcpdump's arguments: lo, whole packets, immediate mode, the ports' filte
   tt.match(args.join(' '), /-i lo -n -s 0 .*--immediate-mode -Z root -w \/tmp\/x\.pcap/);
   tt.notOk(tcpdumpArgs({ ports: [5060], file: '/tmp/x.pcap' }, false).includes('-Z'), 'no -Z when not root');
   tt.throws(() => tcpdumpArgs({ ports: [], file: '/tmp/x.pcap' }, true), /at least one port/);
-  tt.throws(() => tcpdumpArgs({ ports: [70000], file: '/tmp/x.pcap' }, true), /not a UDP port/);
+  tt.throws(() => tcpdumpArgs({ ports: [70000], file: '/tmp/x.pcap' }, true), /not a port: 70000/);
+  tt.throws(() => tcpdumpArgs({ ports: [5060], hopPorts: [0], file: '/tmp/x.pcap' }, true), /not a port: 0/);
+  const hops = tcpdumpArgs({ ports: [61001], hopPorts: [5060, 9022], file: '/tmp/x.pcap' }, true);
+  tt.equal(hops[hops.length - 1], '(udp and (port 61001 or port 5060 or port 9022)) or (tcp and (port 5060 or port 9022))', 'the hops: UDP and TCP');
 });
 
 t.test('a tcpdump that cannot run: the error names it and how to install it', async (tt) => {
