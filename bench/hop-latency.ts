@@ -10,6 +10,7 @@ import { parseCSeq, parseMessage } from '../lib/engine/message';
 import { parseAppMessage } from '../lib/engine/wire/app-message';
 import { WireFramer } from '../lib/engine/wire/wire-framer';
 import type { IpPacket } from './pcap-latency';
+import { percentiles, type Percentiles } from './stats';
 
 /** The chain's ports on 127.0.0.x (the callees are any other UDP port Kamailio talks to). */
 export interface HopPorts {
@@ -69,14 +70,7 @@ const STEPS: readonly StepSpec[] = [
   { name: 'Kamailio: 180 to the caller', in: 'kamailio', match: is('kamailio', 'caller', '180', 'a') },
 ];
 
-export interface HopFigures {
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-}
-
-export interface HopStep extends HopFigures {
+export interface HopStep extends Percentiles {
   readonly name: string;
   /** The process the time was spent in. */
   readonly in: Role;
@@ -89,9 +83,9 @@ export interface HopBreakdown {
   /** Milliseconds per step (the first, the caller's INVITE, is the origin and not listed). */
   readonly steps: readonly HopStep[];
   /** Per process, the sum of its steps per call, in milliseconds. */
-  readonly perProcess: ReadonlyArray<HopFigures & { readonly process: Role }>;
+  readonly perProcess: ReadonlyArray<Percentiles & { readonly process: Role }>;
   /** INVITE leaving the caller to 180 reaching it (the capture's INVITE->180). */
-  readonly total: HopFigures;
+  readonly total: Percentiles;
 }
 
 interface SipFacts {
@@ -142,14 +136,9 @@ function ngFields(text: string): { cookie: string; command: string | undefined; 
   return { cookie: text.slice(0, space), command: str('command'), callId: str('call-id') };
 }
 
-function percentile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? 0;
-}
-
-function figures(values: readonly number[]): HopFigures {
-  const s = [...values].sort((a, b) => a - b);
-  const ms = (us: number): number => Math.round(us) / 1000;
-  return { p50: ms(percentile(s, 0.5)), p90: ms(percentile(s, 0.9)), p99: ms(percentile(s, 0.99)), max: ms(s[s.length - 1] ?? 0) };
+/** Percentiles of microsecond intervals, in milliseconds to the microsecond. */
+function figures(us: readonly number[]): Percentiles {
+  return percentiles(us.map((v) => Math.round(v) / 1000));
 }
 
 /**
@@ -172,7 +161,10 @@ export function hopLatency(packets: Iterable<IpPacket>, callerPorts: ReadonlySet
   const bToA = new Map<string, string>();
   const ngCalls = new Map<string, string>();
   const crossings: Crossing[] = [];
-  const framers = new Map<string, { t: number; framer: WireFramer }>();
+  const framers = new Map<string, WireFramer>();
+  // The time of the TCP segment being framed: a frame is timed by the segment that completes it
+  // (the framer calls back inside push()).
+  let segmentUs = 0;
   const aLegOf = (f: SipFacts): { callId: string; leg: 'a' | 'b' } | undefined => {
     // A B-leg message names its session (the B2BUA's request to the engine has no Call-ID yet).
     // (The B2BUA's responses on the A leg carry it too: the session's own Call-ID is the A leg.)
@@ -193,24 +185,21 @@ export function hopLatency(packets: Iterable<IpPacket>, callerPorts: ReadonlySet
       const toEngine = p.dstPort === ports.wire;
       if (!toEngine && p.srcPort !== ports.wire) continue;
       const flow = `${p.src}:${p.srcPort}>${p.dst}:${p.dstPort}`;
-      let state = framers.get(flow);
-      if (!state) {
-        // A frame is timed by the segment that completes it (the framer calls back inside push()).
-        const st: { t: number; framer?: WireFramer } = { t: 0 };
-        const framer = new WireFramer(
+      let framer = framers.get(flow);
+      if (!framer) {
+        framer = new WireFramer(
           MAX_WIRE_FRAME,
           (payload) => {
             const f = sipOnWire(payload);
-            if (f) add(st.t, toEngine ? 'b2bua' : 'engine', toEngine ? 'engine' : 'b2bua', f);
+            if (f) add(segmentUs, toEngine ? 'b2bua' : 'engine', toEngine ? 'engine' : 'b2bua', f);
           },
           // A capture that starts mid-frame cannot be framed: that direction is left out.
           () => undefined,
         );
-        state = Object.assign(st, { framer });
-        framers.set(flow, state);
+        framers.set(flow, framer);
       }
-      state.t = p.timeUs;
-      state.framer.push(p.payload);
+      segmentUs = p.timeUs;
+      framer.push(p.payload);
       continue;
     }
     const from = roleOfUdp(p.srcPort, p.dstPort);

@@ -13,6 +13,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HopBreakdown } from './hop-latency';
+import { percentiles, type Percentiles } from './stats';
+
+export { percentiles, type Percentiles };
 import type { LogEvents, RunningPath } from './paths';
 import { machineCpuMicros } from './proc';
 import type { BenchSettings } from './settings';
@@ -66,14 +69,6 @@ export interface RateSearch {
   readonly firstFailingRate: number | undefined;
   /** True when no step failed up to BENCH_RATE_MAX: the real limit is higher. */
   readonly capped: boolean;
-}
-
-export interface Percentiles {
-  readonly samples: number;
-  readonly p50: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly max: number;
 }
 
 /** Setup latency from the packet capture at the callers' ports (bench/pcap-latency.ts). */
@@ -183,12 +178,6 @@ export function smallestStep(values: readonly number[]): number | undefined {
 function latencyText(captured: Percentiles | undefined, sipp: Percentiles): string {
   const p = (q: Percentiles, digits: number): string => [q.p50, q.p95, q.p99].map((x) => (Number.isFinite(x) ? x.toFixed(digits) : '-')).join('/');
   return captured ? `${p(captured, 1)} ms (SIPp ${p(sipp, 0)})` : `${p(sipp, 0)} ms (SIPp)`;
-}
-
-export function percentiles(values: readonly number[]): Percentiles {
-  const v = [...values].sort((a, b) => a - b);
-  const at = (q: number): number => (v.length === 0 ? NaN : (v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))] as number));
-  return { samples: v.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: v.length ? (v[v.length - 1] as number) : NaN };
 }
 
 interface CpuSnapshot {

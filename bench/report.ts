@@ -223,12 +223,12 @@ export function summaryText(paths: readonly PathReport[], targets: readonly Targ
   for (const [p, l] of lat) {
     const h = l.hops;
     if (!h) continue;
-    const rows = [['step (time spent in)', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms']];
+    const rows = [['step (time spent in)', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms']];
     const ms = (v: number): string => fmt(v, 2);
-    for (const st of h.steps) rows.push([`${st.name} (${st.in})`, ms(st.p50), ms(st.p90), ms(st.p99), ms(st.max)]);
-    rows.push(['INVITE->180 at the caller', ms(h.total.p50), ms(h.total.p90), ms(h.total.p99), ms(h.total.max)]);
-    const per = [['process (its steps summed per call)', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms']];
-    for (const q of h.perProcess) per.push([q.process, ms(q.p50), ms(q.p90), ms(q.p99), ms(q.max)]);
+    for (const st of h.steps) rows.push([`${st.name} (${st.in})`, ms(st.p50), ms(st.p95), ms(st.p99), ms(st.max)]);
+    rows.push(['INVITE->180 at the caller', ms(h.total.p50), ms(h.total.p95), ms(h.total.p99), ms(h.total.max)]);
+    const per = [['process (its steps summed per call)', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms']];
+    for (const q of h.perProcess) per.push([q.process, ms(q.p50), ms(q.p95), ms(q.p99), ms(q.max)]);
     parts.push(
       `Where INVITE->180 goes on ${p.name} at ${fmt(l.rate)}/s (BENCH_HOPS: tcpdump of every hop on lo; ${fmt(h.calls)} calls` +
         `${h.incomplete ? `, ${fmt(h.incomplete)} without every hop left out` : ''}; percentiles per step do not add up)\n${table(rows)}\n${table(per)}`,

@@ -122,7 +122,7 @@ t.test('percentiles over many calls', async (tt) => {
   packets.sort((x, y) => x.timeUs - y.timeUs);
   const r = hopLatency(packets, new Set([CALLER]), PORTS, sessions);
   tt.equal(r.calls, 100);
-  tt.same([r.total.p50, r.total.p90, r.total.p99, r.total.max], [91, 91, 91, 91]);
+  tt.same([r.total.samples, r.total.p50, r.total.p95, r.total.p99, r.total.max], [100, 91, 91, 91, 91]);
 });
 
 t.test('readPcapPackets reads a TCP segment\'s payload beside UDP', async (tt) => {
