@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { coldProbe, describeColdProbe } from './cold-probe';
 import { cpuMicros, freePorts, runSippUac, start, treeCpuMicros, waitUdpBound as waitBound, type Proc } from './proc';
 
 /** Waits for a process to bind its SIP port; on failure says what the process printed. */
@@ -27,7 +28,9 @@ async function waitUdpBound(port: number, p: Proc): Promise<void> {
  *
  * Settings (environment): BENCH_STEP_SECONDS (10), BENCH_RATE_START (200), BENCH_RATE_STEP (200),
  * BENCH_RATE_MAX (3000), BENCH_FIXED_CALLS (5000), BENCH_FIXED_RATE (100), BENCH_HOLD_MS (200),
- * BENCH_ENGINE_ONLY (0: set to 1 to skip the Kamailio-only path).
+ * BENCH_ENGINE_ONLY (0: set to 1 to skip the Kamailio-only path), BENCH_NODE_FLAGS (Node/V8 flags
+ * for the engine and the application, space-separated, e.g. "--single-threaded-gc"; the echo
+ * floor gets them too, so it stays comparable).
  */
 
 const root = path.resolve(__dirname, '..', '..');
@@ -41,6 +44,7 @@ const FIXED_CALLS = env('BENCH_FIXED_CALLS', 5000);
 const FIXED_RATE = env('BENCH_FIXED_RATE', 100);
 const HOLD_MS = env('BENCH_HOLD_MS', 200);
 const ENGINE_ONLY = env('BENCH_ENGINE_ONLY', 0) === 1;
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f.length > 0);
 /** inbound events of one call at the engine: INVITE, 200 from the app, ACK, BYE, 200 from the app */
 const EVENTS_PER_CALL = 5;
 
@@ -84,7 +88,7 @@ const ECHO = "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)
  */
 async function echoFloor(rate: number, seconds: number): Promise<number> {
   const [port] = await freePorts(1);
-  const echo = await start(process.execPath, ['-e', ECHO, String(port)], (o) => o.includes('ready'));
+  const echo = await start(process.execPath, [...NODE_FLAGS, '-e', ECHO, String(port)], (o) => o.includes('ready'));
   const client = createSocket('udp4');
   try {
     const packet = Buffer.alloc(800, 0x41);
@@ -172,10 +176,10 @@ async function main(): Promise<void> {
     }
 
     // --- engine: SIPp UAC -> engine -> drachtio-srf UAS application
-    const engine = await start(process.execPath, [path.join(root, 'dist', 'app', 'engine.js'), '--contact', `sip:127.0.0.1:${sipE};transport=udp`, '--address', '127.0.0.1', '--port', String(wire), '--secret', secret, '--loglevel', 'warning'], () => true);
+    const engine = await start(process.execPath, [...NODE_FLAGS, path.join(root, 'dist', 'app', 'engine.js'), '--contact', `sip:127.0.0.1:${sipE};transport=udp`, '--address', '127.0.0.1', '--port', String(wire), '--secret', secret, '--loglevel', 'warning'], () => true);
     procs.push(engine);
     await waitUdpBound(sipE!, engine);
-    const app = await start(process.execPath, [path.join(root, 'dist', 'bench', 'uas-app.js'), String(wire), secret], (o) => o.includes('ready'));
+    const app = await start(process.execPath, [...NODE_FLAGS, path.join(root, 'dist', 'bench', 'uas-app.js'), String(wire), secret], (o) => o.includes('ready'));
     procs.push(app);
     const idleMsPerSec = await idleCpu(engine.pid);
     process.stdout.write(`engine: SIPp -> engine -> drachtio-srf UAS (idle engine: ${idleMsPerSec} ms CPU per second)\n`);
@@ -184,6 +188,7 @@ async function main(): Promise<void> {
     results.push({ name: 'engine-uas', steps: eSteps, maxZeroFailureRate: maxOk(eSteps), fixed: eFixed });
     const floorRate = FIXED_RATE * EVENTS_PER_CALL;
     const floor = await echoFloor(floorRate, 10);
+    const cold = await coldProbe();
 
     const base = ENGINE_ONLY ? 0 : results[0]!.maxZeroFailureRate;
     process.stdout.write('\npath            max zero-failure calls/s   ratio to kamailio   CPU us/call (fixed run)\n');
@@ -196,6 +201,7 @@ async function main(): Promise<void> {
       `\nengine fixed run: ${eFixed.wakeupsPerCall ?? '?'} wake-ups per call; a Node UDP echo at ${floorRate} datagrams/s costs ${floor} us per datagram, ` +
         `so ${EVENTS_PER_CALL} events per call cost about ${floor * EVENTS_PER_CALL} us/call before any SIP work\n`,
     );
+    process.stdout.write(`cold start: ${describeColdProbe(cold)}\n`);
     for (const r of results) {
       const last = r.steps[r.steps.length - 1];
       if (last && !last.ok) process.stdout.write(`note: ${r.name}: first failing step ${last.rate} calls/s (the single SIPp UAC may be the limit there too)\n`);
@@ -204,8 +210,8 @@ async function main(): Promise<void> {
     const outDir = path.join(root, 'bench', 'results');
     mkdirSync(outDir, { recursive: true });
     const file = path.join(outDir, `engine-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    const context = { idleEngineMsPerSecond: idleMsPerSec, echoFloor: { datagramsPerSecond: floorRate, cpuMicrosPerDatagram: floor, eventsPerCall: EVENTS_PER_CALL } };
-    writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), settings: { STEP_SECONDS, RATE_START, RATE_STEP, RATE_MAX, FIXED_CALLS, FIXED_RATE, HOLD_MS, ENGINE_ONLY }, results, context }, null, 2));
+    const context = { idleEngineMsPerSecond: idleMsPerSec, coldProbe: cold, echoFloor: { datagramsPerSecond: floorRate, cpuMicrosPerDatagram: floor, eventsPerCall: EVENTS_PER_CALL } };
+    writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), settings: { STEP_SECONDS, RATE_START, RATE_STEP, RATE_MAX, FIXED_CALLS, FIXED_RATE, HOLD_MS, ENGINE_ONLY, NODE_FLAGS }, results, context }, null, 2));
     process.stdout.write(`results written to ${path.relative(root, file)}\n`);
   } finally {
     await stopAll();

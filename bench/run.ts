@@ -4,6 +4,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { join, relative } from 'node:path';
 import { destination, pino } from 'pino';
 import { findRepoRoot } from '../lib/stack/stack';
+import { coldProbe, describeColdProbe } from './cold-probe';
 import { startPath, type RunningPath } from './paths';
 import { concurrency, fixedRun, latencyAt, mediaRun, searchRate, warmUp, type Say } from './phases';
 import { machineCpuMicros } from './proc';
@@ -95,6 +96,12 @@ async function main(): Promise<void> {
   say(`  the machine is ${idleBusy}% busy (of ${cores * 100}%) before the benchmark starts${idleBusy > 30 ? ': other work is running, figures will be noisy' : ''}`);
   notes.push(`machine ${idleBusy}% busy (of ${cores * 100}%) before the run; every step records the machine's total CPU beside ours`);
   notes.push(`every Kamailio (baseline and chains) runs with -m ${s.kamailioShmMb} (BENCH_KAMAILIO_SHM_MB)`);
+  if (s.phases.has('cost') || s.phases.has('latency')) {
+    // the cost and latency figures at 100 calls/s are taken with every event run cold: say how cold
+    const cold = describeColdProbe(await coldProbe());
+    say(`  cold start: ${cold}`);
+    notes.push(`cold start: ${cold}`);
+  }
   if (s.phases.has('concurrency')) notes.push(`the full chain's concurrency phase runs ${s.concurrencyRtpengines} RTPEngine(s) (BENCH_CONCURRENCY_RTPENGINES) over ports ${s.rtpPortMin}-${s.rtpPortMax}`);
   const callers = Math.max(2, Math.ceil(s.rateMax / s.uacRate) + 1);
   let chainMax: number | undefined;
