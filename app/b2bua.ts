@@ -189,6 +189,7 @@ async function main(): Promise<void> {
     limits: new CallLimits({ maxCalls: config.maxCalls, maxCallsPerExtension: config.maxCallsPerExtension }),
     retryAfterSec: config.retryAfterSec,
     noAnswerTimeoutMs: config.noAnswerTimeoutSec * 1000,
+    sessionTimer: config.sessionTimer,
     logger: callsLog,
   });
   service.attach();

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { MediaAnchor } from '../media/media-anchor';
 import type { CallLimits } from './call-limits';
 import { CallSession, HEADER_FROM_APP, type CallSessionContext, type CallSummary } from './call-session';
+import { RFC_MIN_SE, type SessionTimerConfig } from './session-timer';
 import type { DialPlan } from './dial-plan';
 import { coalesceWrites, sendResponse, socketOf, type SrfRequest, type SrfResponse } from './srf-adapter';
 
@@ -16,6 +17,8 @@ export interface B2buaServiceOptions {
   readonly limits: CallLimits;
   readonly retryAfterSec: number;
   readonly noAnswerTimeoutMs: number;
+  /** RFC 4028 session timers (expires 0: off); default off for embedders that set nothing */
+  readonly sessionTimer?: SessionTimerConfig;
   readonly logger: Logger;
 }
 
@@ -61,6 +64,7 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
       kamailioUri: options.kamailioUri,
       instance: options.instance,
       noAnswerTimeoutMs: options.noAnswerTimeoutMs,
+      sessionTimer: options.sessionTimer ?? { expires: 0, minSE: RFC_MIN_SE },
       dialPlan: options.dialPlan,
       logger: options.logger,
     };

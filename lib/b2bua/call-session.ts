@@ -7,10 +7,24 @@ import { MediaError } from '../media/media-anchor';
 import { canTransition, CallStateError, FINAL_STATES, type CallOutcome, type CallState, type HangupSide } from './call-state';
 import type { DialPlan } from './dial-plan';
 import {
+  LegSessionTimer,
+  negotiateAsUas,
+  planFromUacAnswer,
+  refreshAnswerHeaders,
+  refreshHeaders,
+  retryIntervalAfter422,
+  supportsTimer,
+  uacRequestHeaders,
+  type LegTimerPlan,
+  type SessionTimerConfig,
+} from './session-timer';
+import {
+  answerHeader,
   cancelRequest,
   createUac,
   destroyDialog,
   detached,
+  failureHeader,
   isConnected,
   dialogRequest,
   modifyDialog,
@@ -36,6 +50,8 @@ export interface CallSessionContext {
   readonly kamailioUri: string;
   readonly instance: string;
   readonly noAnswerTimeoutMs: number;
+  /** RFC 4028 session timers on both legs (expires 0: off) */
+  readonly sessionTimer: SessionTimerConfig;
   readonly dialPlan: DialPlan;
   readonly logger: Logger;
 }
@@ -90,7 +106,14 @@ interface Leg {
   readonly side: Side;
   /** The identity to present to others for this party (a From header value without tag). */
   readonly identity: string;
+  /** Its session timer (RFC 4028); undefined when timers are off. */
+  timer: LegSessionTimer | undefined;
+  /** The party said it supports timers (Supported/Require: timer). */
+  readonly peerHasTimer: boolean;
 }
+
+/** The BYE a session timer ends a call with. */
+const SESSION_EXPIRED_REASON = 'SIP;cause=408;text="Session timer expired"';
 
 const RELAYED_HEADERS = ['Content-Type', 'Info-Package', 'Event', 'Subscription-State', 'Accept', 'Allow-Events', 'Referred-By'];
 
@@ -180,12 +203,20 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   #timers: Set<NodeJS.Timeout> | undefined;
   #calleeGoneEarly = false;
   #receivedLogged = false;
+  /** The caller's leg's session timer, settled when its INVITE came (RFC 4028 section 9). */
+  #aTimerPlan: LegTimerPlan | undefined;
+  /** Session-Expires and friends for our 200 to the caller. */
+  #aTimerHeaders: Record<string, string> = {};
+  #aPeerHasTimer = false;
+  /** The session interval our B-leg INVITEs ask for (raised once by a 422). */
+  #bAsked: number;
 
   constructor(ctx: CallSessionContext, req: SrfRequest, res: SrfResponse, callee: string) {
     super();
     this.#ctx = ctx;
     this.#log = ctx.logger;
     this.#a = { req, res };
+    this.#bAsked = ctx.sessionTimer.expires;
     this.id = randomUUID();
     const fromValue = req.get('From');
     const from = req.getParsedHeader('From');
@@ -300,6 +331,27 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (!a) return;
     const { media } = this.#ctx;
     const body = a.req.body;
+    const supported = headerOf(a.req, 'Supported', 'k');
+    const require = headerOf(a.req, 'Require');
+    const timer = negotiateAsUas(
+      {
+        sessionExpires: headerOf(a.req, 'Session-Expires', 'x'),
+        minSE: headerOf(a.req, 'Min-SE'),
+        supported,
+        require,
+      },
+      this.#ctx.sessionTimer,
+    );
+    if (!timer.ok) {
+      this.#logReceived();
+      this.#log.info({ callId: this.id, status: timer.status, sessionExpires: headerOf(a.req, 'Session-Expires', 'x') }, 'session timer refused');
+      await this.#failA(timer.status, timer.reason, timer.headers);
+      await this.#finish('failed', 'system');
+      return;
+    }
+    this.#aTimerPlan = timer.plan;
+    this.#aTimerHeaders = timer.responseHeaders;
+    this.#aPeerHasTimer = supportsTimer(supported) || supportsTimer(require);
     if (!hasOffer(body)) {
       this.#logReceived();
       // A late offer (INVITE without SDP) would need the offer from the callee's 200 anchored and
@@ -331,11 +383,27 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       const answered = this.#sendBLeg(this.summary.callee, offer, this.#aIdentity, a.req.get('To'));
       this.#logReceived();
       uac = await answered;
-    } catch (err) {
-      this.#logReceived();
-      this.#clearNoAnswerTimer();
-      await this.#onBLegFailed(err);
-      return;
+    } catch (first) {
+      // A 422 (the callee wants a longer session interval): ask again once with its Min-SE (RFC 4028 7.4)
+      const retry =
+        sipFailureOf(first)?.status === 422 && !this.#cancelRequested && this.#ctx.sessionTimer.expires > 0
+          ? retryIntervalAfter422(failureHeader(first, 'Min-SE'), this.#bAsked) : undefined;
+      if (retry === undefined) {
+        this.#logReceived();
+        this.#clearNoAnswerTimer();
+        await this.#onBLegFailed(first);
+        return;
+      }
+      this.#log.debug({ callId: this.id, interval: retry }, '422 from the callee: B leg sent again with its Min-SE');
+      this.#bAsked = retry;
+      this.#bReq = undefined;
+      try {
+        uac = await this.#sendBLeg(this.summary.callee, offer, this.#aIdentity, a.req.get('To'));
+      } catch (err) {
+        this.#clearNoAnswerTimer();
+        await this.#onBLegFailed(err);
+        return;
+      }
     }
     this.#clearNoAnswerTimer();
     await this.#onBLegAnswered(uac);
@@ -353,6 +421,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       'Max-Forwards': String(this.#maxForwards),
       [HEADER_CALL_ID]: this.id,
       [HEADER_FROM_APP]: this.#ctx.instance,
+      ...uacRequestHeaders(this.#ctx.sessionTimer, this.#bAsked),
       ...extra,
     };
     this.#startNoAnswerTimer();
@@ -483,7 +552,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     await this.#aLegQueue;
     const bTag = detached(uac.sip.remoteTag);
     const bIdentity = detached(withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`));
-    const bLeg: Leg = { dialog: uac, tag: bTag, side: 'callee', identity: bIdentity };
+    const bLeg: Leg = { dialog: uac, tag: bTag, side: 'callee', identity: bIdentity, timer: undefined, peerHasTimer: answerHasTimer(uac) };
+    const bTimerPlan = this.#ctx.sessionTimer.expires > 0 ? planFromUacAnswer(answerHeader(uac, 'Session-Expires') ?? answerHeader(uac, 'x'), this.#bAsked) : undefined;
     this.summary.bLeg.status = 200;
     this.summary.bLeg.reason = 'OK';
     const a = this.#a;
@@ -517,7 +587,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     try {
       uas = await this.#ctx.srf.createUAS(a.req, a.res, {
         localSdp: sdpForA,
-        headers: { [HEADER_CALL_ID]: this.id },
+        headers: { ...this.#aTimerHeaders, [HEADER_CALL_ID]: this.id },
       });
     } catch (err) {
       this.#log.debug({ callId: this.id, err: (err as Error).message }, 'caller gone before the answer: BYE to the callee');
@@ -530,7 +600,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.summary.aLeg.reason = 'OK';
     this.summary.answeredAt = new Date();
     this.summary.outcome = 'answered';
-    const aLeg: Leg = { dialog: uas, tag: this.#aTag, side: 'caller', identity: this.#aIdentity };
+    const aLeg: Leg = { dialog: uas, tag: this.#aTag, side: 'caller', identity: this.#aIdentity, timer: undefined, peerHasTimer: this.#aPeerHasTimer };
     this.#legs = [aLeg, bLeg];
     // From here on neither the caller's INVITE nor the callee's request is needed.
     this.#a = undefined;
@@ -543,6 +613,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     this.#log.debug({ callId: this.id, bCallId: this.summary.bLeg.callId }, 'call answered');
     this.#attach(aLeg);
     this.#attach(bLeg);
+    this.#startTimer(aLeg, this.#aTimerPlan);
+    this.#startTimer(bLeg, bTimerPlan);
     if (this.#calleeGoneEarly || !isConnected(uac)) {
       this.#log.debug({ callId: this.id }, 'the callee hung up while the caller was being answered');
       void this.#endBridge(bLeg, 'callee');
@@ -613,6 +685,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     const res = resOrReason;
     switch (method) {
       case 'INVITE':
+        leg.timer?.refreshed();
         void this.#relayReinvite(leg, req, res);
         return;
       case 'REFER':
@@ -623,7 +696,72 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         });
         return;
       default:
+        if (method === 'UPDATE') leg.timer?.refreshed();
         void this.#relayRequest(leg, method, req, res);
+    }
+  }
+
+  // ---- session timers (RFC 4028) -------------------------------------------------------------
+
+  /** Starts a leg's session timer once it is bridged (nothing when timers are off). */
+  #startTimer(leg: Leg, plan: LegTimerPlan | undefined): void {
+    leg.timer?.stop();
+    if (plan === undefined) {
+      leg.timer = undefined;
+      return;
+    }
+    leg.timer = new LegSessionTimer(
+      plan,
+      () => void this.#refresh(leg),
+      () => void this.#expire(leg, 'no refresh from the party'),
+    );
+    this.#log.debug({ callId: this.id, side: leg.side, interval: plan.interval, refresher: plan.refresher }, 'session timer');
+  }
+
+  /** Session-Expires for a re-INVITE or UPDATE we send on `leg` (none when it has no timer). */
+  #timerHeadersFor(leg: Leg): Record<string, string> | undefined {
+    return leg.timer ? refreshHeaders(leg.timer.plan) : undefined;
+  }
+
+  /** Our refresh of a leg (we are its refresher): a re-INVITE with the SDP it already has. */
+  async #refresh(leg: Leg): Promise<void> {
+    const timer = leg.timer;
+    if (!timer || this.ended || this.#state !== 'answered' || this.#other(leg) === undefined) return;
+    const sdp = leg.dialog.local.sdp;
+    try {
+      if (sdp) await modifyDialog(leg.dialog, sdp, refreshHeaders(timer.plan));
+      else await dialogRequest(leg.dialog, { method: 'UPDATE', headers: refreshHeaders(timer.plan) });
+      timer.refreshed();
+      this.#log.debug({ callId: this.id, side: leg.side, interval: timer.plan.interval }, 'session refreshed');
+    } catch (err) {
+      if (this.ended || leg.timer !== timer) return;
+      const status = sipFailureOf(err)?.status;
+      const left = timer.msLeft;
+      // 408 and 481 (or no answer at all) say the party is gone (RFC 4028 section 10); a glare
+      // (491) or a passing failure is tried again while the interval lasts.
+      if (status === undefined || status === 408 || status === 481 || left < 2000) {
+        this.#log.info({ callId: this.id, side: leg.side, status, err: status === undefined ? (err as Error).message : undefined }, 'session refresh failed');
+        await this.#expire(leg, 'refresh failed');
+        return;
+      }
+      const wait = status === 491 ? 1000 + Math.floor(Math.random() * 2000) : Math.min(left / 2, 30_000);
+      this.#log.debug({ callId: this.id, side: leg.side, status, retryMs: wait }, 'session refresh refused: trying again');
+      timer.retryIn(wait);
+    }
+  }
+
+  /** A leg's session expired (no refresh came, or ours failed): BYE to both with a Reason. */
+  async #expire(leg: Leg, why: string): Promise<void> {
+    if (this.ended || this.#state !== 'answered') return;
+    this.#log.info({ callId: this.id, side: leg.side, interval: leg.timer?.plan.interval, why }, 'session timer expired: ending the call');
+    await this.#endBridge(undefined, 'system', { Reason: SESSION_EXPIRED_REASON });
+  }
+
+  #stopTimers(): void {
+    if (!this.#legs) return;
+    for (const l of this.#legs) {
+      l.timer?.stop();
+      l.timer = undefined;
     }
   }
 
@@ -647,16 +785,18 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     const callId = this.summary.aLeg.callId;
     try {
+      const timerHeaders = from.timer ? refreshAnswerHeaders(from.timer.plan, from.peerHasTimer) : {};
       if (!req.body || !/^m=/m.test(req.body)) {
         // An offerless re-INVITE (a session refresh): answer with what this party already has.
-        await sendResponse(res, 200, 'OK', { body: from.dialog.local.sdp, headers: { 'Content-Type': 'application/sdp' } });
+        await sendResponse(res, 200, 'OK', { body: from.dialog.local.sdp, headers: { 'Content-Type': 'application/sdp', ...timerHeaders } });
         return;
       }
       this.#log.debug({ callId: this.id, side: from.side, hold: isHold(req.body) }, isHold(req.body) ? 're-INVITE: hold' : 're-INVITE');
       const offer = await this.#ctx.media.offer({ callId, fromTag: from.tag, toTag: to.tag, sdp: req.body });
-      const answer = await modifyDialog(to.dialog, offer);
+      const answer = await modifyDialog(to.dialog, offer, this.#timerHeadersFor(to));
+      to.timer?.refreshed();
       const forFrom = await this.#ctx.media.answer({ callId, fromTag: from.tag, toTag: to.tag, sdp: answer });
-      await sendResponse(res, 200, 'OK', { body: forFrom, headers: { 'Content-Type': 'application/sdp' } });
+      await sendResponse(res, 200, 'OK', { body: forFrom, headers: { 'Content-Type': 'application/sdp', ...timerHeaders } });
     } catch (err) {
       const failure = sipFailureOf(err);
       this.#log.warn({ callId: this.id, side: from.side, status: failure?.status, err: failure ? undefined : (err as Error).message }, 're-INVITE failed');
@@ -677,8 +817,12 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       const sdpUpdate = method === 'UPDATE' && body !== undefined && /^m=/m.test(body);
       const callId = this.summary.aLeg.callId;
       if (sdpUpdate && body !== undefined) body = await this.#ctx.media.offer({ callId, fromTag: from.tag, toTag: to.tag, sdp: body });
+      const update = method === 'UPDATE';
+      if (update) Object.assign(headers, this.#timerHeadersFor(to));
       const answer = await dialogRequest(to.dialog, { method, headers, body });
+      if (update && answer.status === 200) to.timer?.refreshed();
       const out: Record<string, string> = {};
+      if (update && answer.status === 200 && from.timer) Object.assign(out, refreshAnswerHeaders(from.timer.plan, from.peerHasTimer));
       for (const name of RELAYED_HEADERS) if (answer.has(name)) out[name] = answer.get(name);
       let answerBody = answer.body || undefined;
       if (sdpUpdate && answer.status === 200 && answerBody !== undefined) {
@@ -766,20 +910,33 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       this.#transferring = false;
       return;
     }
-    const newLeg: Leg = { dialog: target3, tag: detached(target3.sip.remoteTag), side: referrer.side, identity: detached(withoutTag(target3.req?.get('To') ?? '')) };
+    const newLeg: Leg = {
+      dialog: target3,
+      tag: detached(target3.sip.remoteTag),
+      side: referrer.side,
+      identity: detached(withoutTag(target3.req?.get('To') ?? '')),
+      timer: undefined,
+      peerHasTimer: answerHasTimer(target3),
+    };
+    const newLegPlan = this.#ctx.sessionTimer.expires > 0 ? planFromUacAnswer(answerHeader(target3, 'Session-Expires') ?? answerHeader(target3, 'x'), this.#bAsked) : undefined;
     this.#bReq = undefined;
     slimDialog(this.#ctx.srf, target3);
     try {
       const forTransferee = await this.#ctx.media.answer({ callId, fromTag: transferee.tag, toTag: newLeg.tag, sdp: target3.remote.sdp });
-      await modifyDialog(transferee.dialog, forTransferee);
+      await modifyDialog(transferee.dialog, forTransferee, this.#timerHeadersFor(transferee));
+      transferee.timer?.refreshed();
     } catch (err) {
       this.#log.warn({ callId: this.id, err: (err as Error).message }, 'updating the transferee\'s media failed');
     }
     this.#legs = transferee === this.#legs?.[0] ? [transferee, newLeg] : [newLeg, transferee];
+    // the transferor's leg leaves the call: its timer must not end the call that goes on
+    referrer.timer?.stop();
+    referrer.timer = undefined;
     this.summary.transfers.push(extension);
     this.#transferring = false;
     this.#transferor = undefined;
     this.#attach(newLeg);
+    this.#startTimer(newLeg, newLegPlan);
     this.#log.info({ callId: this.id, target: extension }, 'transfer completed');
     if (this.#transferorGone) return;
     await notify('200 OK', true);
@@ -797,14 +954,15 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   }
 
   /** Ends an answered call: BYE to every leg still up (but `from`, which sent its own BYE). */
-  async #endBridge(from: Leg | undefined, by: HangupSide): Promise<void> {
+  async #endBridge(from: Leg | undefined, by: HangupSide, byeHeaders?: Record<string, string>): Promise<void> {
     if (!this.#legs || this.ended || this.#state === 'ending') return;
     this.summary.hangupBy ??= by;
     this.#setState('ending');
+    this.#stopTimers();
     if (this.#transferring && this.#bReq) cancelRequest(this.#bReq);
     const legs = this.#legs.filter((l) => !(l === this.#transferor && this.#transferorGone));
     await Promise.all(
-      legs.filter((l) => l !== from).map((l) => destroyDialog(l.dialog).catch((err: unknown) => this.#log.debug({ callId: this.id, err: (err as Error).message }, 'BYE failed'))),
+      legs.filter((l) => l !== from).map((l) => destroyDialog(l.dialog, byeHeaders ? { headers: byeHeaders } : {}).catch((err: unknown) => this.#log.debug({ callId: this.id, err: (err as Error).message }, 'BYE failed'))),
     );
     await this.#finish('ended', by);
   }
@@ -820,6 +978,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   async #doFinish(state: 'ended' | 'failed' | 'cancelled', by: HangupSide): Promise<void> {
     this.#logReceived();
     this.#clearNoAnswerTimer();
+    this.#stopTimers();
     if (this.#timers) for (const t of this.#timers) clearTimeout(t);
     this.#timers = undefined;
     this.#a = undefined;
@@ -860,6 +1019,24 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     );
     this.emit('end', s);
   }
+}
+
+/** A header's value, by its full or compact name; undefined when absent. */
+function headerOf(req: SrfRequest, name: string, compact?: string): string | undefined {
+  if (req.has(name)) return req.get(name);
+  if (compact !== undefined && req.has(compact)) return req.get(compact);
+  return undefined;
+}
+
+/** The callee's 200 said it does timers (Supported or Require: timer, or a Session-Expires). */
+function answerHasTimer(dialog: SrfDialog): boolean {
+  return (
+    supportsTimer(answerHeader(dialog, 'Supported')) ||
+    supportsTimer(answerHeader(dialog, 'k')) ||
+    supportsTimer(answerHeader(dialog, 'Require')) ||
+    answerHeader(dialog, 'Session-Expires') !== undefined ||
+    answerHeader(dialog, 'x') !== undefined
+  );
 }
 
 function outcomeOf(state: 'ended' | 'failed' | 'cancelled', status: number | undefined): CallOutcome {

@@ -44,9 +44,34 @@ export function destroyDialog(dialog: SrfDialog, options: { headers?: Record<str
   return destroy.call(dialog, options);
 }
 
-/** Dialog#modify(sdp, opts): a re-INVITE with our SDP; resolves with the remote answer. */
-export function modifyDialog(dialog: SrfDialog, sdp: string): Promise<string> {
-  return dialog.modify(sdp);
+/**
+ * Dialog#modify(sdp, opts): a re-INVITE with our SDP; resolves with the remote answer. The
+ * typings omit opts; the runtime sends opts.headers (and adds our Contact when they lack one).
+ */
+export function modifyDialog(dialog: SrfDialog, sdp: string, headers?: Record<string, string>): Promise<string> {
+  if (headers === undefined) return dialog.modify(sdp);
+  const modify = dialog.modify as unknown as (this: SrfDialog, sdp: string, opts: { headers: Record<string, string> }) => Promise<string>;
+  return modify.call(dialog, sdp, { headers: { ...headers } });
+}
+
+/**
+ * A header of the final response a drachtio-srf SipError came from (createUAC sets `err.res`;
+ * Dialog#modify does not), e.g. the Min-SE of a 422.
+ */
+export function failureHeader(err: unknown, name: string): string | undefined {
+  const res = err !== null && typeof err === 'object' && 'res' in err ? (err as { res?: { has?: (n: string) => boolean; get?: (n: string) => string } }).res : undefined;
+  if (typeof res?.has !== 'function' || typeof res.get !== 'function' || !res.has(name)) return undefined;
+  return res.get(name);
+}
+
+/**
+ * A header of the 200 that answered our INVITE, read from a UAC dialog (drachtio-srf keeps it as
+ * `dialog.res`, missing from its typings). Read it before slimDialog, which drops that response.
+ */
+export function answerHeader(dialog: SrfDialog, name: string): string | undefined {
+  const res = (dialog as unknown as { res?: { has?: (n: string) => boolean; get?: (n: string) => string } }).res;
+  if (typeof res?.has !== 'function' || typeof res.get !== 'function' || !res.has(name)) return undefined;
+  return detached(res.get(name));
 }
 
 /** Request#cancel(): the callback is optional at runtime. */

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { DialPlan, DialPlanError } from '../b2bua/dial-plan';
+import { RFC_MIN_SE, type SessionTimerConfig } from '../b2bua/session-timer';
 import { ConfigError } from './engine-args';
 import { EnvReader, type Env } from './env';
 
@@ -21,6 +22,8 @@ export interface B2buaConfig {
   readonly retryAfterSec: number;
   readonly noAnswerTimeoutSec: number;
   readonly shutdownTimeoutSec: number;
+  /** RFC 4028 session timers: SESSION_EXPIRES (0 = off) and SESSION_MIN_SE, seconds */
+  readonly sessionTimer: SessionTimerConfig;
   readonly media:
     | { readonly kind: 'off' }
     | {
@@ -53,6 +56,17 @@ export interface CallLogConfig {
   readonly captureGraceMs: number;
   /** State changes are written in one transaction per window of this many ms (CALL_LOG_FLUSH_MS). */
   readonly flushMs: number;
+}
+
+/** SESSION_EXPIRES (0, or 90 to 86,400 s) and SESSION_MIN_SE (90 up to SESSION_EXPIRES). */
+function sessionTimer(r: EnvReader): SessionTimerConfig {
+  const expires = r.integer('SESSION_EXPIRES', 1800, 0, 86_400);
+  if (expires !== 0 && expires < RFC_MIN_SE) {
+    throw new ConfigError(`SESSION_EXPIRES: ${expires} is below RFC 4028's minimum of ${RFC_MIN_SE} seconds (0 turns session timers off)`);
+  }
+  const minSE = r.integer('SESSION_MIN_SE', RFC_MIN_SE, RFC_MIN_SE, 86_400);
+  if (expires !== 0 && minSE > expires) throw new ConfigError(`SESSION_MIN_SE: ${minSE} is above SESSION_EXPIRES (${expires})`);
+  return { expires, minSE };
 }
 
 function databaseUrl(reader: EnvReader): string | undefined {
@@ -127,6 +141,7 @@ export function loadB2buaConfig(env: Env): B2buaConfig {
     retryAfterSec: r.integer('RETRY_AFTER', 5, 1, 3600),
     noAnswerTimeoutSec: r.integer('NO_ANSWER_TIMEOUT', 60, 1, 3600),
     shutdownTimeoutSec: r.integer('SHUTDOWN_TIMEOUT', 30, 0, 86_400),
+    sessionTimer: sessionTimer(r),
     media,
     instance: r.string('B2BUA_INSTANCE', hostname()),
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const, 'info'),

@@ -47,6 +47,9 @@ const DISPLAY: Readonly<Record<string, string>> = {
   'mime-version': 'MIME-Version',
   rseq: 'RSeq',
   rack: 'RAck',
+  'min-se': 'Min-SE',
+  'sip-etag': 'SIP-ETag',
+  'sip-if-match': 'SIP-If-Match',
 };
 
 /**

@@ -12,6 +12,8 @@ t.test('defaults follow .env.example', async (tt) => {
   tt.same(c.dialPlan.patterns, ['6XXX']);
   tt.equal(c.media.kind, 'rtpengine');
   tt.equal(c.operator?.address, '127.0.0.1', 'the operator endpoint binds to loopback by default');
+  tt.same(c.sessionTimer, { expires: 1800, minSE: 90 }, 'RFC 4028 session timers on, at the RFC\'s recommended 30 minutes');
+  tt.same(loadB2buaConfig({ ...base, SESSION_EXPIRES: '0' }).sessionTimer.expires, 0, 'SESSION_EXPIRES=0 turns them off');
   tt.same(c.operator?.adminTokens, []);
   tt.same(c.callLog, {
     enabled: true,
@@ -48,6 +50,10 @@ t.test('each bad setting stops start-up with a message naming the variable', asy
     [{ ...base, SIP_CAPTURE_RETENTION_DAYS: 'week' }, /SIP_CAPTURE_RETENTION_DAYS/],
     [{ ...base, ENGINE_CAPTURE_URL: 'ftp://x' }, /ENGINE_CAPTURE_URL/],
     [{ ...base, CAPTURE_GRACE_MS: '-1' }, /CAPTURE_GRACE_MS/],
+    [{ ...base, SESSION_EXPIRES: '60' }, /SESSION_EXPIRES: 60 is below RFC 4028's minimum of 90/],
+    [{ ...base, SESSION_EXPIRES: 'long' }, /SESSION_EXPIRES/],
+    [{ ...base, SESSION_MIN_SE: '30' }, /SESSION_MIN_SE/],
+    [{ ...base, SESSION_EXPIRES: '120', SESSION_MIN_SE: '300' }, /SESSION_MIN_SE: 300 is above SESSION_EXPIRES \(120\)/],
   ];
   for (const [env, message] of cases) {
     tt.throws(() => loadB2buaConfig(env), ConfigError, JSON.stringify(env));

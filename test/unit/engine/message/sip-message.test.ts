@@ -40,6 +40,10 @@ t.test('RFC 3261 section 7.3.1: displayName gives conventional capitalisation', 
   tt.equal(displayName('www-authenticate'), 'WWW-Authenticate');
   tt.equal(displayName('content-type'), 'Content-Type');
   tt.equal(displayName('x-foo-bar'), 'X-Foo-Bar');
+  // RFC 4028 and RFC 3903 spell these with more than the first letters upper case
+  tt.equal(displayName('min-se'), 'Min-SE');
+  tt.equal(displayName('session-expires'), 'Session-Expires');
+  tt.equal(displayName('sip-etag'), 'SIP-ETag');
 });
 
 t.test('RFC 3261 section 7.3.1: splitList splits at commas outside quotes and <>', async (tt) => {
