@@ -9,6 +9,7 @@ import type { DialPlan } from './dial-plan';
 import {
   LegSessionTimer,
   negotiateAsUas,
+  planFromRefresh,
   planFromUacAnswer,
   refreshAnswerHeaders,
   refreshHeaders,
@@ -386,7 +387,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     } catch (first) {
       // A 422 (the callee wants a longer session interval): ask again once with its Min-SE (RFC 4028 7.4)
       const retry =
-        sipFailureOf(first)?.status === 422 && !this.#cancelRequested && this.#ctx.sessionTimer.expires > 0
+        sipFailureOf(first)?.status === 422 && !this.#cancelRequested && !this.#noAnswer && this.#ctx.sessionTimer.expires > 0
           ? retryIntervalAfter422(failureHeader(first, 'Min-SE'), this.#bAsked) : undefined;
       if (retry === undefined) {
         this.#logReceived();
@@ -685,7 +686,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     const res = resOrReason;
     switch (method) {
       case 'INVITE':
-        leg.timer?.refreshed();
+        this.#peerRefreshed(leg, req);
         void this.#relayReinvite(leg, req, res);
         return;
       case 'REFER':
@@ -696,7 +697,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
         });
         return;
       default:
-        if (method === 'UPDATE') leg.timer?.refreshed();
+        if (method === 'UPDATE') this.#peerRefreshed(leg, req);
         void this.#relayRequest(leg, method, req, res);
     }
   }
@@ -706,7 +707,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
   /** Starts a leg's session timer once it is bridged (nothing when timers are off). */
   #startTimer(leg: Leg, plan: LegTimerPlan | undefined): void {
     leg.timer?.stop();
-    if (plan === undefined) {
+    if (plan === undefined || this.#state !== 'answered') {
       leg.timer = undefined;
       return;
     }
@@ -716,6 +717,13 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       () => void this.#expire(leg, 'no refresh from the party'),
     );
     this.#log.debug({ callId: this.id, side: leg.side, interval: plan.interval, refresher: plan.refresher }, 'session timer');
+  }
+
+  /** A re-INVITE or UPDATE from the leg's party: its interval starts again, maybe renegotiated. */
+  #peerRefreshed(leg: Leg, req: SrfRequest): void {
+    const timer = leg.timer;
+    if (!timer) return;
+    timer.refreshed(planFromRefresh(timer.plan, headerOf(req, 'Session-Expires', 'x'), this.#ctx.sessionTimer.minSE, leg.peerHasTimer));
   }
 
   /** Session-Expires for a re-INVITE or UPDATE we send on `leg` (none when it has no timer). */
@@ -730,7 +738,10 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     const sdp = leg.dialog.local.sdp;
     try {
       if (sdp) await modifyDialog(leg.dialog, sdp, refreshHeaders(timer.plan));
-      else await dialogRequest(leg.dialog, { method: 'UPDATE', headers: refreshHeaders(timer.plan) });
+      else {
+        const answer = await dialogRequest(leg.dialog, { method: 'UPDATE', headers: refreshHeaders(timer.plan) });
+        if (answer.status !== 200) throw Object.assign(new Error(`UPDATE answered ${answer.status}`), { status: answer.status, reason: answer.reason });
+      }
       timer.refreshed();
       this.#log.debug({ callId: this.id, side: leg.side, interval: timer.plan.interval }, 'session refreshed');
     } catch (err) {
@@ -771,6 +782,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (leg === this.#transferor && this.#transferring) {
       this.#log.info({ callId: this.id, side: leg.side }, 'the transferor hung up during its transfer');
       this.#transferorGone = true;
+      leg.timer?.stop();
+      leg.timer = undefined;
       return;
     }
     this.#log.debug({ callId: this.id, side: leg.side }, `BYE from the ${leg.side}`);
@@ -797,6 +810,8 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       to.timer?.refreshed();
       const forFrom = await this.#ctx.media.answer({ callId, fromTag: from.tag, toTag: to.tag, sdp: answer });
       await sendResponse(res, 200, 'OK', { body: forFrom, headers: { 'Content-Type': 'application/sdp', ...timerHeaders } });
+      // what this party now has from us: our next refresh of its leg offers it again
+      from.dialog.local.sdp = forFrom;
     } catch (err) {
       const failure = sipFailureOf(err);
       this.#log.warn({ callId: this.id, side: from.side, status: failure?.status, err: failure ? undefined : (err as Error).message }, 're-INVITE failed');
@@ -927,6 +942,12 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       transferee.timer?.refreshed();
     } catch (err) {
       this.#log.warn({ callId: this.id, err: (err as Error).message }, 'updating the transferee\'s media failed');
+    }
+    if (this.#state !== 'answered') {
+      // the call ended while the transferee's media was being updated: the target's leg too
+      await destroyDialog(target3).catch(() => undefined);
+      this.#transferring = false;
+      return;
     }
     this.#legs = transferee === this.#legs?.[0] ? [transferee, newLeg] : [newLeg, transferee];
     // the transferor's leg leaves the call: its timer must not end the call that goes on

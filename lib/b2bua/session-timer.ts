@@ -77,10 +77,12 @@ export type UasNegotiation =
   | { readonly ok: false; readonly status: 400 | 422; readonly reason: string; readonly headers: Record<string, string> };
 
 /**
- * The caller's leg (we answer its INVITE, RFC 4028 section 9). A request interval below our
- * Min-SE gets 422 with our Min-SE; otherwise the interval is the request's (reduced to ours, never
- * below the request's Min-SE) or, without one, ours. The caller refreshes when it supports
- * timers (its choice of refresher is honoured), else we do.
+ * The caller's leg (we answer its INVITE, RFC 4028 section 9). From a caller that supports
+ * timers, an interval below our Min-SE gets 422 with our Min-SE; from one that does not (it could
+ * not act on a 422: the Session-Expires came from a proxy on its way) the interval is raised to
+ * our Min-SE instead. Otherwise the interval is the request's (reduced to ours, never below the
+ * request's Min-SE) or, without one, ours. The caller refreshes when it supports timers (its
+ * choice of refresher is honoured), else we do.
  */
 export function negotiateAsUas(h: TimerHeaders, cfg: SessionTimerConfig): UasNegotiation {
   if (cfg.expires === 0) return { ok: true, plan: undefined, responseHeaders: {} };
@@ -88,12 +90,12 @@ export function negotiateAsUas(h: TimerHeaders, cfg: SessionTimerConfig): UasNeg
   if (h.sessionExpires !== undefined && se === undefined) return { ok: false, status: 400, reason: 'Bad Request - malformed Session-Expires', headers: {} };
   const theirMin = h.minSE !== undefined ? parseMinSE(h.minSE) : undefined;
   if (h.minSE !== undefined && theirMin === undefined) return { ok: false, status: 400, reason: 'Bad Request - malformed Min-SE', headers: {} };
-  if (se !== undefined && se.interval < cfg.minSE) {
+  const callerHasTimer = supportsTimer(h.supported) || supportsTimer(h.require);
+  if (se !== undefined && se.interval < cfg.minSE && callerHasTimer) {
     return { ok: false, status: 422, reason: 'Session Interval Too Small', headers: { 'Min-SE': String(cfg.minSE) } };
   }
-  const floor = Math.max(theirMin ?? RFC_MIN_SE, RFC_MIN_SE);
+  const floor = Math.max(theirMin ?? RFC_MIN_SE, cfg.minSE);
   const interval = se !== undefined ? Math.max(Math.min(se.interval, cfg.expires), floor) : Math.max(cfg.expires, floor);
-  const callerHasTimer = supportsTimer(h.supported) || supportsTimer(h.require);
   const refresherParam: 'uac' | 'uas' = callerHasTimer ? (se?.refresher ?? 'uac') : 'uas';
   const responseHeaders: Record<string, string> = { 'Session-Expires': `${interval};refresher=${refresherParam}`, Supported: 'timer' };
   // Require: timer only towards a party that said it supports the extension (RFC 4028 section 9)
@@ -101,10 +103,15 @@ export function negotiateAsUas(h: TimerHeaders, cfg: SessionTimerConfig): UasNeg
   return { ok: true, plan: { interval, refresher: refresherParam === 'uac' ? 'peer' : 'us' }, responseHeaders };
 }
 
-/** Headers for an INVITE we send (the callee's leg, RFC 4028 section 7.1); none when timers are off. */
+/**
+ * Headers for an INVITE we send (the callee's leg, RFC 4028 section 7.1); none when timers are
+ * off. After a 422, `interval` is the Min-SE it gave, and so is our Min-SE (section 7.4: the
+ * largest Min-SE received).
+ */
 export function uacRequestHeaders(cfg: SessionTimerConfig, interval = cfg.expires): Record<string, string> {
   if (cfg.expires === 0) return {};
-  return { Supported: 'timer', 'Session-Expires': String(interval), 'Min-SE': String(cfg.minSE) };
+  const minSE = interval > cfg.expires ? interval : cfg.minSE;
+  return { Supported: 'timer', 'Session-Expires': String(interval), 'Min-SE': String(minSE) };
 }
 
 /**
@@ -127,6 +134,22 @@ export function planFromUacAnswer(sessionExpires: string | undefined, asked: num
   const se = sessionExpires !== undefined ? parseSessionExpires(sessionExpires) : undefined;
   if (se === undefined) return { interval: asked, refresher: 'us' };
   return { interval: Math.max(se.interval, RFC_MIN_SE), refresher: se.refresher === 'uas' ? 'peer' : 'us' };
+}
+
+/**
+ * A leg's plan after a re-INVITE or UPDATE its party sent (section 9, we are the UAS of it): the
+ * request's Session-Expires may shorten the interval (never below our Min-SE; we may not answer
+ * with more than it asked) and move the refresher role (refresher=uac: the party, when it does
+ * timers). A request without one, or with a malformed one, keeps the plan.
+ */
+export function planFromRefresh(current: LegTimerPlan, sessionExpires: string | undefined, minSE: number, peerHasTimer: boolean): LegTimerPlan {
+  const se = sessionExpires !== undefined ? parseSessionExpires(sessionExpires) : undefined;
+  if (se === undefined) return current;
+  const interval = Math.max(Math.min(se.interval, current.interval), minSE);
+  let refresher = current.refresher;
+  if (se.refresher === 'uac' && peerHasTimer) refresher = 'peer';
+  else if (se.refresher === 'uas') refresher = 'us';
+  return interval === current.interval && refresher === current.refresher ? current : { interval, refresher };
 }
 
 /** Headers on a refresh re-INVITE we send (we are its UAC, so refresher=uac is us). */

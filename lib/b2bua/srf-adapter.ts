@@ -48,10 +48,33 @@ export function destroyDialog(dialog: SrfDialog, options: { headers?: Record<str
  * Dialog#modify(sdp, opts): a re-INVITE with our SDP; resolves with the remote answer. The
  * typings omit opts; the runtime sends opts.headers (and adds our Contact when they lack one).
  */
-export function modifyDialog(dialog: SrfDialog, sdp: string, headers?: Record<string, string>): Promise<string> {
-  if (headers === undefined) return dialog.modify(sdp);
-  const modify = dialog.modify as unknown as (this: SrfDialog, sdp: string, opts: { headers: Record<string, string> }) => Promise<string>;
-  return modify.call(dialog, sdp, { headers: { ...headers } });
+export async function modifyDialog(dialog: SrfDialog, sdp: string, headers?: Record<string, string>): Promise<string> {
+  const modify = dialog.modify as unknown as (this: SrfDialog, sdp: string, opts?: { headers: Record<string, string> }) => Promise<string>;
+  try {
+    return await (headers === undefined ? modify.call(dialog, sdp) : modify.call(dialog, sdp, { headers: { ...headers } }));
+  } catch (err) {
+    if (sipFailureOf(err) !== undefined) releaseReinvite(dialog);
+    throw err;
+  }
+}
+
+/** drachtio-srf's queue of re-INVITEs of one dialog (lib/dialog.js 5.0.x, not in its typings). */
+interface ReinviteQueue {
+  _reinvitesInProgress?: { count: number; admitOne: Array<() => void> };
+}
+
+/**
+ * Dialog#modify lets one re-INVITE out at a time, but when one is answered with a failure
+ * (488, 491, 408, ...) drachtio-srf 5.0.x rejects without leaving the queue: every later modify()
+ * on that dialog would wait for ever. This does what its success path does: leave, and admit the
+ * next one.
+ */
+function releaseReinvite(dialog: SrfDialog): void {
+  const q = (dialog as unknown as ReinviteQueue)._reinvitesInProgress;
+  if (!q || q.count <= 0) return;
+  q.count--;
+  const next = q.admitOne.shift();
+  if (next) setImmediate(next);
 }
 
 /**

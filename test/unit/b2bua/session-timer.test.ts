@@ -8,6 +8,7 @@ import {
   negotiateAsUas,
   parseMinSE,
   parseSessionExpires,
+  planFromRefresh,
   planFromUacAnswer,
   refreshAnswerHeaders,
   refreshDelayMs,
@@ -41,6 +42,8 @@ t.test('the caller\'s leg (we are UAS, section 9)', async (tt) => {
 
   const small = negotiateAsUas({ ...none, sessionExpires: '60', supported: 'timer' }, cfg);
   tt.same(small, { ok: false, status: 422, reason: 'Session Interval Too Small', headers: { 'Min-SE': '90' } }, 'below our Min-SE: 422 naming it');
+  const smallNoTimer = negotiateAsUas({ ...none, sessionExpires: '60' }, cfg);
+  tt.same(smallNoTimer.ok && smallNoTimer.plan, { interval: 90, refresher: 'us' }, 'from a caller without timers (a proxy added it): raised to our Min-SE, not 422');
 
   const bad = negotiateAsUas({ ...none, sessionExpires: 'soon' }, cfg);
   tt.equal(bad.ok ? 0 : bad.status, 400, 'a malformed Session-Expires is a bad request');
@@ -77,7 +80,7 @@ t.test('the caller\'s leg (we are UAS, section 9)', async (tt) => {
 t.test('the callee\'s leg (we are UAC, sections 7.1, 7.2 and 7.4)', async (tt) => {
   tt.same(uacRequestHeaders(cfg), { Supported: 'timer', 'Session-Expires': '1800', 'Min-SE': '90' });
   tt.same(uacRequestHeaders({ expires: 0, minSE: 90 }), {}, 'timers off: the INVITE says nothing');
-  tt.same(uacRequestHeaders(cfg, 3600)['Session-Expires'], '3600', 'after a 422, the interval asked again');
+  tt.same(uacRequestHeaders(cfg, 3600), { Supported: 'timer', 'Session-Expires': '3600', 'Min-SE': '3600' }, 'after a 422: its Min-SE as interval and as our Min-SE (7.4)');
 
   tt.equal(retryIntervalAfter422('3600', 1800), 3600, 'a 422 with a larger Min-SE: ask again with it');
   tt.equal(retryIntervalAfter422('900', 1800), undefined, 'a Min-SE we already met: no retry');
@@ -88,6 +91,17 @@ t.test('the callee\'s leg (we are UAC, sections 7.1, 7.2 and 7.4)', async (tt) =
   tt.same(planFromUacAnswer('900;refresher=uas', 1800), { interval: 900, refresher: 'peer' }, 'refresher=uas: the callee refreshes');
   tt.same(planFromUacAnswer(undefined, 1800), { interval: 1800, refresher: 'us' }, 'no timers at the callee: we refresh it ourselves');
   tt.same(planFromUacAnswer('garbage', 1800), { interval: 1800, refresher: 'us' });
+});
+
+t.test('a refresh from the party may shorten the interval and move the refresher (section 9)', async (tt) => {
+  const plan = { interval: 1800, refresher: 'peer' as const };
+  tt.equal(planFromRefresh(plan, undefined, 90, true), plan, 'no Session-Expires: unchanged');
+  tt.equal(planFromRefresh(plan, 'bad', 90, true), plan, 'malformed: unchanged');
+  tt.same(planFromRefresh(plan, '600;refresher=uac', 90, true), { interval: 600, refresher: 'peer' }, 'a shorter interval is taken');
+  tt.equal(planFromRefresh(plan, '3600;refresher=uac', 90, true), plan, 'a longer one is not (we answer with ours)');
+  tt.same(planFromRefresh(plan, '30', 90, true), { interval: 90, refresher: 'peer' }, 'never below our Min-SE');
+  tt.same(planFromRefresh(plan, '1800;refresher=uas', 90, true), { interval: 1800, refresher: 'us' }, 'refresher=uas hands the role to us');
+  tt.same(planFromRefresh({ interval: 1800, refresher: 'us' }, '1800;refresher=uac', 90, false), { interval: 1800, refresher: 'us' }, 'a party without timers cannot take it');
 });
 
 t.test('refresh headers and the section 10 clock', async (tt) => {

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { createServer, connect, type Socket } from 'node:net';
 import Srf from 'drachtio-srf';
 import t from 'tap';
-import { coalesceWrites, detached, slimDialog, type SrfDialog } from '../../../lib/b2bua/srf-adapter';
+import { coalesceWrites, detached, modifyDialog, slimDialog, type SrfDialog } from '../../../lib/b2bua/srf-adapter';
 
 const CALL_ID = 'b-leg-1@127.0.0.2';
 const DIALOG_ID = `${CALL_ID};from-tag=ours-1`;
@@ -146,6 +146,30 @@ t.test('slimDialog: an incoming BYE and a re-INVITE are still handled', async (t
   await destroyed;
   tt.same(sent, [200], 'the BYE is answered');
   tt.equal(registry(srf).findDialogById(DIALOG_ID), undefined, 'and the dialog unregistered');
+});
+
+t.test('modifyDialog: a re-INVITE answered with a failure does not block the next one', async (tt) => {
+  const { srf, agent, dialog } = buildUacDialog();
+  slimDialog(srf, dialog);
+  /** answers the agent's latest request with `status` */
+  const answer = (status: number): void => {
+    const sent = new SipRequest(new SipMessage(sip('INVITE sip:6002@127.0.0.1:61000 SIP/2.0', [`Call-ID: ${CALL_ID}`, 'CSeq: 3 INVITE'])), { source: 'application' });
+    agent.callbacks.at(-1)?.(null, sent);
+    (sent as unknown as { emit(e: string, res: unknown, ack: () => void): void }).emit('response', { status, reason: status === 200 ? 'OK' : 'Not Acceptable Here', body: SDP_ANSWER }, () => undefined);
+  };
+  const first = modifyDialog(dialog, SDP_OFFER, { 'Session-Expires': '90;refresher=uac' });
+  tt.equal(agent.requests.length, 1, 'the first re-INVITE went out');
+  tt.match(agent.requests[0], { method: 'INVITE', headers: { 'Session-Expires': '90;refresher=uac' } }, 'with the headers given');
+  answer(488);
+  const failure = await first.then(() => undefined, (err: unknown) => err as { status?: number });
+  tt.equal(failure?.status, 488, 'a failure rejects with its status');
+  const second = modifyDialog(dialog, SDP_OFFER);
+  // drachtio-srf admits the next re-INVITE on a later turn
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  tt.equal(agent.requests.length, 2, 'the next re-INVITE was let out (drachtio-srf alone would queue it for ever)');
+  answer(200);
+  tt.equal(await second, SDP_ANSWER, 'and completes');
 });
 
 t.test('slimDialog on a dialog already gone from the registry leaves the registry alone', async (tt) => {
