@@ -332,14 +332,12 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     if (!a) return;
     const { media } = this.#ctx;
     const body = a.req.body;
-    const supported = headerOf(a.req, 'Supported', 'k');
-    const require = headerOf(a.req, 'Require');
     const timer = negotiateAsUas(
       {
         sessionExpires: headerOf(a.req, 'Session-Expires', 'x'),
         minSE: headerOf(a.req, 'Min-SE'),
-        supported,
-        require,
+        supported: headerOf(a.req, 'Supported', 'k'),
+        require: headerOf(a.req, 'Require'),
       },
       this.#ctx.sessionTimer,
     );
@@ -352,7 +350,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     }
     this.#aTimerPlan = timer.plan;
     this.#aTimerHeaders = timer.responseHeaders;
-    this.#aPeerHasTimer = supportsTimer(supported) || supportsTimer(require);
+    this.#aPeerHasTimer = timer.peerHasTimer;
     if (!hasOffer(body)) {
       this.#logReceived();
       // A late offer (INVITE without SDP) would need the offer from the callee's 200 anchored and
@@ -554,7 +552,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
     const bTag = detached(uac.sip.remoteTag);
     const bIdentity = detached(withoutTag(uac.req?.get('To') ?? `<${this.#uriFor(this.summary.callee)}>`));
     const bLeg: Leg = { dialog: uac, tag: bTag, side: 'callee', identity: bIdentity, timer: undefined, peerHasTimer: answerHasTimer(uac) };
-    const bTimerPlan = this.#ctx.sessionTimer.expires > 0 ? planFromUacAnswer(answerHeader(uac, 'Session-Expires') ?? answerHeader(uac, 'x'), this.#bAsked) : undefined;
+    const bTimerPlan = this.#answeredPlan(uac);
     this.summary.bLeg.status = 200;
     this.summary.bLeg.reason = 'OK';
     const a = this.#a;
@@ -717,6 +715,12 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       () => void this.#expire(leg, 'no refresh from the party'),
     );
     this.#log.debug({ callId: this.id, side: leg.side, interval: plan.interval, refresher: plan.refresher }, 'session timer');
+  }
+
+  /** The timer of a leg we called, from its 2xx (read before slimDialog drops it). */
+  #answeredPlan(dialog: SrfDialog): LegTimerPlan | undefined {
+    if (this.#ctx.sessionTimer.expires === 0) return undefined;
+    return planFromUacAnswer(answerHeader(dialog, 'Session-Expires') ?? answerHeader(dialog, 'x'), this.#bAsked);
   }
 
   /** A re-INVITE or UPDATE from the leg's party: its interval starts again, maybe renegotiated. */
@@ -933,7 +937,7 @@ export class CallSession extends EventEmitter<CallSessionEvents> {
       timer: undefined,
       peerHasTimer: answerHasTimer(target3),
     };
-    const newLegPlan = this.#ctx.sessionTimer.expires > 0 ? planFromUacAnswer(answerHeader(target3, 'Session-Expires') ?? answerHeader(target3, 'x'), this.#bAsked) : undefined;
+    const newLegPlan = this.#answeredPlan(target3);
     this.#bReq = undefined;
     slimDialog(this.#ctx.srf, target3);
     try {

@@ -73,7 +73,7 @@ export function supportsTimer(list: string | undefined): boolean {
 }
 
 export type UasNegotiation =
-  | { readonly ok: true; readonly plan: LegTimerPlan | undefined; readonly responseHeaders: Record<string, string> }
+  | { readonly ok: true; readonly plan: LegTimerPlan | undefined; readonly responseHeaders: Record<string, string>; readonly peerHasTimer: boolean }
   | { readonly ok: false; readonly status: 400 | 422; readonly reason: string; readonly headers: Record<string, string> };
 
 /**
@@ -85,12 +85,12 @@ export type UasNegotiation =
  * choice of refresher is honoured), else we do.
  */
 export function negotiateAsUas(h: TimerHeaders, cfg: SessionTimerConfig): UasNegotiation {
-  if (cfg.expires === 0) return { ok: true, plan: undefined, responseHeaders: {} };
+  const callerHasTimer = supportsTimer(h.supported) || supportsTimer(h.require);
+  if (cfg.expires === 0) return { ok: true, plan: undefined, responseHeaders: {}, peerHasTimer: callerHasTimer };
   const se = h.sessionExpires !== undefined ? parseSessionExpires(h.sessionExpires) : undefined;
   if (h.sessionExpires !== undefined && se === undefined) return { ok: false, status: 400, reason: 'Bad Request - malformed Session-Expires', headers: {} };
   const theirMin = h.minSE !== undefined ? parseMinSE(h.minSE) : undefined;
   if (h.minSE !== undefined && theirMin === undefined) return { ok: false, status: 400, reason: 'Bad Request - malformed Min-SE', headers: {} };
-  const callerHasTimer = supportsTimer(h.supported) || supportsTimer(h.require);
   if (se !== undefined && se.interval < cfg.minSE && callerHasTimer) {
     return { ok: false, status: 422, reason: 'Session Interval Too Small', headers: { 'Min-SE': String(cfg.minSE) } };
   }
@@ -100,7 +100,7 @@ export function negotiateAsUas(h: TimerHeaders, cfg: SessionTimerConfig): UasNeg
   const responseHeaders: Record<string, string> = { 'Session-Expires': `${interval};refresher=${refresherParam}`, Supported: 'timer' };
   // Require: timer only towards a party that said it supports the extension (RFC 4028 section 9)
   if (callerHasTimer) responseHeaders.Require = 'timer';
-  return { ok: true, plan: { interval, refresher: refresherParam === 'uac' ? 'peer' : 'us' }, responseHeaders };
+  return { ok: true, plan: { interval, refresher: refresherParam === 'uac' ? 'peer' : 'us' }, responseHeaders, peerHasTimer: callerHasTimer };
 }
 
 /**

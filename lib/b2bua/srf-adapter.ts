@@ -82,9 +82,14 @@ function releaseReinvite(dialog: SrfDialog): void {
  * Dialog#modify does not), e.g. the Min-SE of a 422.
  */
 export function failureHeader(err: unknown, name: string): string | undefined {
-  const res = err !== null && typeof err === 'object' && 'res' in err ? (err as { res?: { has?: (n: string) => boolean; get?: (n: string) => string } }).res : undefined;
-  if (typeof res?.has !== 'function' || typeof res.get !== 'function' || !res.has(name)) return undefined;
-  return res.get(name);
+  return err !== null && typeof err === 'object' && 'res' in err ? responseHeader((err as { res?: unknown }).res, name) : undefined;
+}
+
+/** A header of a drachtio-srf response object that may be absent or slimmed; a detached copy. */
+function responseHeader(res: unknown, name: string): string | undefined {
+  const r = res as { has?: (n: string) => boolean; get?: (n: string) => string } | undefined;
+  if (typeof r?.has !== 'function' || typeof r.get !== 'function' || !r.has(name)) return undefined;
+  return detached(r.get(name));
 }
 
 /**
@@ -92,9 +97,7 @@ export function failureHeader(err: unknown, name: string): string | undefined {
  * `dialog.res`, missing from its typings). Read it before slimDialog, which drops that response.
  */
 export function answerHeader(dialog: SrfDialog, name: string): string | undefined {
-  const res = (dialog as unknown as { res?: { has?: (n: string) => boolean; get?: (n: string) => string } }).res;
-  if (typeof res?.has !== 'function' || typeof res.get !== 'function' || !res.has(name)) return undefined;
-  return detached(res.get(name));
+  return responseHeader((dialog as unknown as { res?: unknown }).res, name);
 }
 
 /** Request#cancel(): the callback is optional at runtime. */

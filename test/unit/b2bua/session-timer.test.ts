@@ -38,7 +38,7 @@ t.test('RFC 4028 section 4: Session-Expires and Min-SE values', async (tt) => {
 
 t.test('the caller\'s leg (we are UAS, section 9)', async (tt) => {
   const off = negotiateAsUas({ ...none, sessionExpires: '90' }, { expires: 0, minSE: 90 });
-  tt.same(off, { ok: true, plan: undefined, responseHeaders: {} }, 'timers off: nothing added, nothing refused');
+  tt.same(off, { ok: true, plan: undefined, responseHeaders: {}, peerHasTimer: false }, 'timers off: nothing added, nothing refused');
 
   const small = negotiateAsUas({ ...none, sessionExpires: '60', supported: 'timer' }, cfg);
   tt.same(small, { ok: false, status: 422, reason: 'Session Interval Too Small', headers: { 'Min-SE': '90' } }, 'below our Min-SE: 422 naming it');
@@ -55,6 +55,7 @@ t.test('the caller\'s leg (we are UAS, section 9)', async (tt) => {
     ok: true,
     plan: { interval: 600, refresher: 'peer' },
     responseHeaders: { 'Session-Expires': '600;refresher=uac', Supported: 'timer', Require: 'timer' },
+    peerHasTimer: true,
   }, 'a shorter interval asked for is kept, and a caller that offers to refresh does');
 
   const longer = negotiateAsUas({ ...none, sessionExpires: '7200', supported: 'timer' }, cfg);
@@ -68,6 +69,7 @@ t.test('the caller\'s leg (we are UAS, section 9)', async (tt) => {
     ok: true,
     plan: { interval: 1800, refresher: 'us' },
     responseHeaders: { 'Session-Expires': '1800;refresher=uas', Supported: 'timer' },
+    peerHasTimer: false,
   }, 'a caller without timer support: we refresh it, and no Require: timer');
 
   const theirMin = negotiateAsUas({ ...none, minSE: '3600', supported: 'timer' }, cfg);
