@@ -7,6 +7,7 @@
 // (timed out or refused) is followed by a best-effort delete on that engine, and so is a late "ok"
 // reply to it.
 
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Client, type NgDestination, type NgParams, type NgReply } from 'rtpengine-client';
 import {
@@ -36,6 +37,15 @@ export interface RtpEngineAnchorOptions {
   selection?: EngineSelection;
   /** How long a request may wait for its reply (default 1500 ms). */
   timeoutMs?: number;
+  /**
+   * A request not answered within this long is sent again, the same datagram with the same
+   * cookie, and again at this interval until its timeout (default 500 ms; 0: never). RTPEngine
+   * answers a cookie it has seen from its cache without carrying the command out twice, which is
+   * what Kamailio's rtpengine module relies on too (rtpengine_tout_ms, rtpengine_retr). Without
+   * it one datagram lost on the way (RTPEngine's control socket overflows under bursts: it keeps
+   * the system's default receive buffer) failed a call.
+   */
+  retransmitMs?: number;
   logger: Logger;
   /** NG keys sent with every offer, replacing DEFAULT_OFFER_PARAMS. */
   offerParams?: NgParams;
@@ -110,11 +120,13 @@ interface Session {
 interface Pending {
   readonly timer: NodeJS.Timeout;
   readonly reject: (err: MediaError) => void;
+  stopRetransmitting?: () => void;
 }
 
 type NgCommand = 'ping' | 'offer' | 'answer' | 'delete' | 'list' | 'query';
 
 const DEFAULT_TIMEOUT_MS = 1500;
+const DEFAULT_RETRANSMIT_MS = 500;
 const DEFAULT_RECV_BUFFER = 4 * 1024 * 1024;
 const DEFAULT_LATE_WINDOW_MS = 30_000;
 const DEFAULT_RETRY_DOWN_MS = 5000;
@@ -124,6 +136,17 @@ export class RtpEngineAnchor implements MediaAnchor {
   readonly #engines: readonly EngineState[];
   readonly #selection: EngineSelection;
   readonly #timeoutMs: number;
+  readonly #retransmitMs: number;
+  readonly #lateWindowMs: number;
+  /** Requests sent again and again until answered or given up: stopped on close. */
+  readonly #retransmitting = new Set<NodeJS.Timeout>();
+  /** Requests waiting for their reply (for our timeout plus the late-reply window), by cookie. */
+  readonly #waiting = new Map<string, { readonly settle: (reply: NgReply | Error) => void; readonly timer: NodeJS.Timeout }>();
+  /**
+   * Cookies of requests sent more than once and answered, with when to forget them: RTPEngine
+   * answers every copy, and the replies after the first are dropped here without a word.
+   */
+  readonly #answeredCopies = new Map<string, number>();
   readonly #log: Logger;
   readonly #offerParams: NgParams;
   readonly #answerParams: NgParams;
@@ -151,17 +174,25 @@ export class RtpEngineAnchor implements MediaAnchor {
     this.#timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS, 'timeoutMs');
     this.#retryDownMs = positive(options.retryDownEngineAfterMs, DEFAULT_RETRY_DOWN_MS, 'retryDownEngineAfterMs');
     const lateWindowMs = positive(options.lateReplyWindowMs, DEFAULT_LATE_WINDOW_MS, 'lateReplyWindowMs');
+    this.#lateWindowMs = lateWindowMs;
+    const retransmitMs = options.retransmitMs ?? DEFAULT_RETRANSMIT_MS;
+    if (!Number.isFinite(retransmitMs) || retransmitMs < 0) throw new RangeError(`RtpEngineAnchor: retransmitMs must be a number >= 0, got ${retransmitMs}`);
+    this.#retransmitMs = retransmitMs;
     this.#offerParams = { ...(options.offerParams ?? DEFAULT_OFFER_PARAMS) };
     this.#answerParams = { ...(options.answerParams ?? DEFAULT_ANSWER_PARAMS) };
     this.#deleteDelaySec = options.deleteDelaySec === null ? undefined : options.deleteDelaySec ?? 0;
     this.#log = options.logger.child({ component: 'rtpengine-anchor' });
 
-    // The client's own timeout outlives ours by the late-reply window: until it fires, a late
-    // reply still reaches our callback (and is acted on) instead of being an unmatched cookie.
+    // Requests are sent by #send(), which keeps each one's callback in the client for our timeout
+    // plus the late-reply window: until then a late reply still reaches it (and is acted on)
+    // instead of being an unmatched cookie. The client decodes replies and matches cookies.
     this.#client = new Client({
-      timeout: this.#timeoutMs + lateWindowMs,
       ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
     });
+    // Replies are matched here, not by the client: it would report (on standard output, at
+    // once) every reply to a copy already answered.
+    this.#client.socket.removeAllListeners('message');
+    this.#client.socket.on('message', (datagram: Buffer) => this.#onReply(datagram));
     const recvBufferBytes = options.recvBufferBytes ?? DEFAULT_RECV_BUFFER;
     this.#client.on('listening', () => this.#onListening(recvBufferBytes));
     this.#client.on('error', (err: Error) => {
@@ -282,11 +313,13 @@ export class RtpEngineAnchor implements MediaAnchor {
       p.reject(new MediaError('MEDIA_UNREACHABLE', 'the media anchor was closed'));
     }
     this.#pending.clear();
+    for (const timer of this.#retransmitting) clearInterval(timer);
+    this.#retransmitting.clear();
     // Requests still inside their late-reply window hold timers in the client: drop them, or
     // they would keep the process alive for up to that window.
-    for (const timer of this.#client.timers?.values() ?? []) clearTimeout(timer);
-    this.#client.timers?.clear();
-    this.#client.messages?.clear();
+    for (const waiting of this.#waiting.values()) clearTimeout(waiting.timer);
+    this.#waiting.clear();
+    this.#answeredCopies.clear();
     try {
       this.#client.close();
     } catch {
@@ -448,6 +481,7 @@ export class RtpEngineAnchor implements MediaAnchor {
       const pending: Pending = {
         timer: setTimeout(() => {
           timedOut = true;
+          pending.stopRetransmitting?.();
           this.#pending.delete(pending);
           engine.downSince = Date.now();
           // Pings come from readiness probes, possibly every few seconds: keep them out of warn.
@@ -462,7 +496,12 @@ export class RtpEngineAnchor implements MediaAnchor {
       this.#pending.add(pending);
       let sent: Promise<NgReply>;
       try {
-        sent = this.#send(engine.address, command, params);
+        const request = this.#send(engine.address, command, params);
+        sent = request.reply;
+        // No more copies once our own timeout has given up on it (the reply may still come late).
+        const stop = (): void => request.stop();
+        sent.then(stop, stop);
+        pending.stopRetransmitting = stop;
       } catch (err) {
         sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
@@ -490,25 +529,84 @@ export class RtpEngineAnchor implements MediaAnchor {
     });
   }
 
-  #send(dest: NgDestination, command: NgCommand, params: NgParams): Promise<NgReply> {
-    switch (command) {
-      case 'ping':
-        return this.#client.ping(dest);
-      case 'offer':
-        return this.#client.offer(dest, params);
-      case 'answer':
-        return this.#client.answer(dest, params);
-      case 'delete':
-        return this.#client.delete(dest, params);
-      case 'list':
-        return this.#client.list(dest, params);
-      case 'query':
-        return this.#client.query(dest, params);
-      default: {
-        const never: never = command;
-        throw new Error(`unknown NG command ${String(never)}`);
-      }
+  /** A datagram on the control socket: the reply to the request with its cookie. */
+  #onReply(datagram: Buffer): void {
+    let decoded: { id: string; data: NgReply };
+    try {
+      decoded = Client.decodeMessage(datagram);
+    } catch {
+      this.#log.warn({ bytes: datagram.length }, 'rtpengine control socket: a datagram that is not an NG reply');
+      return;
     }
+    const waiting = this.#waiting.get(decoded.id);
+    if (waiting) {
+      waiting.settle(decoded.data);
+      return;
+    }
+    if (this.#answeredCopies.has(decoded.id)) return;
+    this.#log.warn({ cookie: decoded.id, result: decoded.data.result }, 'rtpengine reply to no request waiting (later than the late-reply window)');
+  }
+
+  /**
+   * Sends one NG request over UDP: the reply resolves `reply`, which rejects when none came
+   * within our timeout plus the late-reply window (or the datagram could not be sent). Until a
+   * reply comes or `stop()` is called, the very same datagram (same cookie) goes again every
+   * `retransmitMs`.
+   */
+  #send(dest: NgDestination, command: NgCommand, params: NgParams): { reply: Promise<NgReply>; stop: () => void } {
+    const socket = this.#client.socket;
+    const cookie = randomUUID();
+    const datagram = Client.encodeMessage(cookie, { ...params, command });
+    let copies = 0;
+    let retransmit: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      if (retransmit === undefined) return;
+      clearInterval(retransmit);
+      this.#retransmitting.delete(retransmit);
+      retransmit = undefined;
+    };
+    const reply = new Promise<NgReply>((resolve, reject) => {
+      const settle = (outcome: NgReply | Error): void => {
+        const waiting = this.#waiting.get(cookie);
+        if (!waiting) return;
+        stop();
+        clearTimeout(waiting.timer);
+        this.#waiting.delete(cookie);
+        if (outcome instanceof Error) {
+          reject(outcome);
+          return;
+        }
+        if (copies > 1) this.#rememberCopies(cookie);
+        resolve(outcome);
+      };
+      this.#waiting.set(cookie, {
+        settle,
+        timer: setTimeout(() => settle(new Error(`rtpengine timeout host:${dest.host} port:${dest.port}`)), this.#timeoutMs + this.#lateWindowMs),
+      });
+      const sendOnce = (): void => {
+        copies += 1;
+        socket.send(datagram, dest.port, dest.host, (err) => {
+          if (err) settle(err);
+        });
+      };
+      sendOnce();
+      if (this.#retransmitMs > 0 && this.#retransmitMs < this.#timeoutMs) {
+        retransmit = setInterval(sendOnce, this.#retransmitMs);
+        this.#retransmitting.add(retransmit);
+      }
+    });
+    return { reply, stop };
+  }
+
+  /** Replies to the other copies of an answered request may follow: for a while they are expected. */
+  #rememberCopies(cookie: string): void {
+    const now = Date.now();
+    // Oldest first (insertion order): drop the expired ones.
+    for (const [old, until] of this.#answeredCopies) {
+      if (until > now) break;
+      this.#answeredCopies.delete(old);
+    }
+    this.#answeredCopies.set(cookie, now + this.#timeoutMs + this.#lateWindowMs);
   }
 }
 

@@ -47,10 +47,10 @@ declare module 'rtpengine-client' {
     constructor(options?: ClientOptions);
     /** The control socket (public in practice, not documented). */
     readonly socket: Socket;
-    /** Internal: per-request timeout timers by cookie; cleared here on close. */
-    readonly timers?: Map<string, NodeJS.Timeout>;
-    /** Internal: pending request callbacks by cookie. */
-    readonly messages?: Map<string, unknown>;
+    /** BaseClient: `<cookie> <bencoded dictionary>`, the NG datagram. */
+    static encodeMessage(cookie: string, data: NgParams): Buffer;
+    /** BaseClient: an NG datagram's cookie (36 characters) and dictionary; throws on anything else. */
+    static decodeMessage(datagram: Buffer): { id: string; data: NgReply };
     ping(dest: NgDestination): Promise<NgReply>;
     offer(dest: NgDestination, params: NgParams): Promise<NgReply>;
     answer(dest: NgDestination, params: NgParams): Promise<NgReply>;

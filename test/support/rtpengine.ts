@@ -58,6 +58,8 @@ export class FakeNgServer {
   /** Delete reply figures by call id. */
   readonly stats = new Map<string, FakeStats>();
   behaviour: NgBehaviour = (_req, emulate) => ({ reply: emulate() });
+  /** Replies sent so far. */
+  replies = 0;
   readonly #socket: Socket;
   readonly #waiters = new Set<{ match: (r: NgRequestSeen) => boolean; resolve: (r: NgRequestSeen) => void }>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -127,6 +129,7 @@ export class FakeNgServer {
     const decision = this.behaviour(req, () => this.#emulate(req));
     if (decision === 'drop') return;
     const send = (): void => {
+      this.replies += 1;
       this.#socket.send(Buffer.concat([Buffer.from(`${cookie} `, 'latin1'), bencode(decision.reply)]), rinfo.port, rinfo.address);
     };
     if (decision.delayMs && decision.delayMs > 0) {

@@ -1,6 +1,7 @@
 // RtpEngineAnchor against fake NG servers (UDP, bencode) on 127.0.0.1: engine selection,
 // stickiness, failover, timeouts, rejections, late replies and the tag rules.
 
+import { pino } from 'pino';
 import t from 'tap';
 import { MediaError } from '../../../lib/media/media-anchor';
 import { RtpEngineAnchor, type EngineSelection } from '../../../lib/media/rtpengine-anchor';
@@ -17,13 +18,14 @@ interface Setup {
   name(i: number): string;
 }
 
-async function setup(tt: TapTest, options: { engines?: number; selection?: EngineSelection; timeoutMs?: number } = {}): Promise<Setup> {
+async function setup(tt: TapTest, options: { engines?: number; selection?: EngineSelection; timeoutMs?: number; retransmitMs?: number } = {}): Promise<Setup> {
   const servers: FakeNgServer[] = [];
   for (let i = 0; i < (options.engines ?? 1); i += 1) servers.push(await FakeNgServer.start());
   const anchor = new RtpEngineAnchor({
     engines: servers.map((s) => s.address),
     selection: options.selection ?? 'least-loaded',
     timeoutMs: options.timeoutMs ?? TIMEOUT_MS,
+    ...(options.retransmitMs !== undefined ? { retransmitMs: options.retransmitMs } : {}),
     logger: testLogger(),
     localAddress: '127.0.0.1',
   });
@@ -266,6 +268,75 @@ t.test('tag rules: an answer carries the offer\'s fromTag/toTag; swapped tags ar
   tt.equal(empty.code, 'MEDIA_REJECTED', 'an empty call id is refused');
 });
 
+t.test('a lost request is sent again with the same cookie until answered; the reply is taken once', async (tt) => {
+  const s = await setup(tt, { timeoutMs: 2000, retransmitMs: 100 });
+  const fake = server(s, 0);
+  // The first two copies of each request are lost; the third is carried out and answered.
+  const copies = new Map<string, number>();
+  fake.behaviour = (req, emulate) => {
+    const n = (copies.get(req.cookie) ?? 0) + 1;
+    copies.set(req.cookie, n);
+    return n < 3 ? 'drop' : { reply: emulate() };
+  };
+  const offered = await s.anchor.offer({ callId: 'c1', fromTag: 'a', sdp: sdp() });
+  tt.match(offered, /^m=audio 40000 /m, 'the offer was answered');
+  const offers = fake.seen('offer', 'c1');
+  tt.equal(offers.length, 3, 'the offer went three times');
+  tt.equal(new Set(offers.map((r) => r.cookie)).size, 1, 'every copy carries the same cookie');
+  tt.equal(s.anchor.activeSessions, 1);
+  // Answered at once: no further copies.
+  fake.behaviour = (_req, emulate) => ({ reply: emulate() });
+  await s.anchor.answer({ callId: 'c1', fromTag: 'a', toTag: 'b', sdp: sdp({ port: 50002 }) });
+  await s.anchor.delete({ callId: 'c1' });
+  const settled = fake.seen('answer').length + fake.seen('delete').length;
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  tt.equal(fake.seen('answer').length + fake.seen('delete').length, settled, 'an answered request is not sent again');
+  tt.equal(settled, 2, 'answer and delete went once each');
+});
+
+t.test('a slow reply answers every copy: the first settles the request, the others are dropped quietly', async (tt) => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  const fake = await FakeNgServer.start();
+  const anchor = new RtpEngineAnchor({ engines: [fake.address], timeoutMs: 2000, retransmitMs: 100, logger, localAddress: '127.0.0.1' });
+  tt.teardown(async () => {
+    await anchor.close();
+    await fake.close();
+  });
+  // Every copy is answered, 250 ms after it came (as RTPEngine's cookie cache would).
+  const answers = new Map<string, NgDict>();
+  fake.behaviour = (req, emulate) => {
+    const reply = answers.get(req.cookie) ?? emulate();
+    answers.set(req.cookie, reply);
+    return { reply, delayMs: 250 };
+  };
+  await anchor.offer({ callId: 'c1', fromTag: 'a', sdp: sdp() });
+  const copies = fake.seen('offer', 'c1').length;
+  tt.ok(copies >= 2, `the offer went more than once (${copies})`);
+  await waitUntil(() => fake.replies, (n) => n >= copies, { timeoutMs: 2000, description: 'every copy answered' });
+  // A ping answered at once comes back after those replies (one socket pair, in order).
+  fake.behaviour = (_req, emulate) => ({ reply: emulate() });
+  await anchor.ping();
+  tt.equal(anchor.activeSessions, 1);
+  tt.same(lines.filter((l) => /no request waiting|not an NG reply/.test(l)), [], 'no reply reported as unexpected');
+});
+
+t.test('retransmission stops at the timeout; retransmitMs 0 sends once', async (tt) => {
+  const s = await setup(tt, { timeoutMs: 450, retransmitMs: 100 });
+  server(s, 0).behaviour = () => 'drop';
+  const err = await rejection(s.anchor.offer({ callId: 'c1', fromTag: 'a', sdp: sdp() }));
+  tt.equal(err.code, 'MEDIA_TIMEOUT');
+  const sent = server(s, 0).seen('offer', 'c1').length;
+  tt.ok(sent >= 3 && sent <= 5, `copies at 0, 100, 200, 300, 400 ms at most (got ${sent})`);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  tt.equal(server(s, 0).seen('offer', 'c1').length, sent, 'none after the timeout');
+
+  const once = await setup(tt, { timeoutMs: 300, retransmitMs: 0 });
+  server(once, 0).behaviour = () => 'drop';
+  tt.equal((await rejection(once.anchor.offer({ callId: 'c2', fromTag: 'a', sdp: sdp() }))).code, 'MEDIA_TIMEOUT');
+  tt.equal(server(once, 0).seen('offer', 'c2').length, 1, 'sent once');
+});
+
 t.test('a late reply to a timed-out offer does not leak a session', async (tt) => {
   const s = await setup(tt);
   const fake = server(s, 0);
@@ -362,6 +433,7 @@ t.test('options are checked', async (tt) => {
   tt.throws(() => new RtpEngineAnchor({ engines: [], logger }), /at least one/);
   tt.throws(() => new RtpEngineAnchor({ engines: [{ host: '127.0.0.1', port: 0 }], logger }), /port must be 1-65535/);
   tt.throws(() => new RtpEngineAnchor({ engines: [{ host: '127.0.0.1', port: 2223 }], logger, timeoutMs: 0 }), /timeoutMs/);
+  tt.throws(() => new RtpEngineAnchor({ engines: [{ host: '127.0.0.1', port: 2223 }], logger, retransmitMs: -1 }), /retransmitMs/);
   tt.throws(
     () => new RtpEngineAnchor({ engines: [{ host: '127.0.0.1', port: 2223 }], logger, selection: 'random' as EngineSelection }),
     /least-loaded or round-robin/,
