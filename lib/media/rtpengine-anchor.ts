@@ -138,10 +138,8 @@ export class RtpEngineAnchor implements MediaAnchor {
   readonly #timeoutMs: number;
   readonly #retransmitMs: number;
   readonly #lateWindowMs: number;
-  /** Requests sent again and again until answered or given up: stopped on close. */
-  readonly #retransmitting = new Set<NodeJS.Timeout>();
   /** Requests waiting for their reply (for our timeout plus the late-reply window), by cookie. */
-  readonly #waiting = new Map<string, { readonly settle: (reply: NgReply | Error) => void; readonly timer: NodeJS.Timeout }>();
+  readonly #waiting = new Map<string, { readonly settle: (reply: NgReply | Error) => void; readonly timer: NodeJS.Timeout; readonly stop: () => void }>();
   /**
    * Cookies of requests sent more than once and answered, with when to forget them: RTPEngine
    * answers every copy, and the replies after the first are dropped here without a word.
@@ -183,9 +181,9 @@ export class RtpEngineAnchor implements MediaAnchor {
     this.#deleteDelaySec = options.deleteDelaySec === null ? undefined : options.deleteDelaySec ?? 0;
     this.#log = options.logger.child({ component: 'rtpengine-anchor' });
 
-    // Requests are sent by #send(), which keeps each one's callback in the client for our timeout
-    // plus the late-reply window: until then a late reply still reaches it (and is acted on)
-    // instead of being an unmatched cookie. The client decodes replies and matches cookies.
+    // The client owns the socket and the NG codec; #send() and #onReply() keep and match the
+    // requests, each for our timeout plus the late-reply window: until then a late reply still
+    // reaches its request (and is acted on) instead of being an unmatched cookie.
     this.#client = new Client({
       ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
     });
@@ -313,11 +311,12 @@ export class RtpEngineAnchor implements MediaAnchor {
       p.reject(new MediaError('MEDIA_UNREACHABLE', 'the media anchor was closed'));
     }
     this.#pending.clear();
-    for (const timer of this.#retransmitting) clearInterval(timer);
-    this.#retransmitting.clear();
-    // Requests still inside their late-reply window hold timers in the client: drop them, or
+    // Requests still sent again or inside their late-reply window hold timers: drop them, or
     // they would keep the process alive for up to that window.
-    for (const waiting of this.#waiting.values()) clearTimeout(waiting.timer);
+    for (const waiting of this.#waiting.values()) {
+      waiting.stop();
+      clearTimeout(waiting.timer);
+    }
     this.#waiting.clear();
     this.#answeredCopies.clear();
     try {
@@ -499,9 +498,7 @@ export class RtpEngineAnchor implements MediaAnchor {
         const request = this.#send(engine.address, command, params);
         sent = request.reply;
         // No more copies once our own timeout has given up on it (the reply may still come late).
-        const stop = (): void => request.stop();
-        sent.then(stop, stop);
-        pending.stopRetransmitting = stop;
+        pending.stopRetransmitting = request.stop;
       } catch (err) {
         sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
@@ -560,9 +557,7 @@ export class RtpEngineAnchor implements MediaAnchor {
     let copies = 0;
     let retransmit: NodeJS.Timeout | undefined;
     const stop = (): void => {
-      if (retransmit === undefined) return;
       clearInterval(retransmit);
-      this.#retransmitting.delete(retransmit);
       retransmit = undefined;
     };
     const reply = new Promise<NgReply>((resolve, reject) => {
@@ -581,6 +576,7 @@ export class RtpEngineAnchor implements MediaAnchor {
       };
       this.#waiting.set(cookie, {
         settle,
+        stop,
         timer: setTimeout(() => settle(new Error(`rtpengine timeout host:${dest.host} port:${dest.port}`)), this.#timeoutMs + this.#lateWindowMs),
       });
       const sendOnce = (): void => {
@@ -590,10 +586,7 @@ export class RtpEngineAnchor implements MediaAnchor {
         });
       };
       sendOnce();
-      if (this.#retransmitMs > 0 && this.#retransmitMs < this.#timeoutMs) {
-        retransmit = setInterval(sendOnce, this.#retransmitMs);
-        this.#retransmitting.add(retransmit);
-      }
+      if (this.#retransmitMs > 0 && this.#retransmitMs < this.#timeoutMs) retransmit = setInterval(sendOnce, this.#retransmitMs);
     });
     return { reply, stop };
   }

@@ -289,6 +289,7 @@ t.test('a lost request is sent again with the same cookie until answered; the re
   await s.anchor.answer({ callId: 'c1', fromTag: 'a', toTag: 'b', sdp: sdp({ port: 50002 }) });
   await s.anchor.delete({ callId: 'c1' });
   const settled = fake.seen('answer').length + fake.seen('delete').length;
+  // Nothing to wait for but time: three retransmission intervals without a copy.
   await new Promise((resolve) => setTimeout(resolve, 350));
   tt.equal(fake.seen('answer').length + fake.seen('delete').length, settled, 'an answered request is not sent again');
   tt.equal(settled, 2, 'answer and delete went once each');
@@ -328,6 +329,7 @@ t.test('retransmission stops at the timeout; retransmitMs 0 sends once', async (
   tt.equal(err.code, 'MEDIA_TIMEOUT');
   const sent = server(s, 0).seen('offer', 'c1').length;
   tt.ok(sent >= 3 && sent <= 5, `copies at 0, 100, 200, 300, 400 ms at most (got ${sent})`);
+  // Nothing to wait for but time: three intervals without a copy.
   await new Promise((resolve) => setTimeout(resolve, 300));
   tt.equal(server(s, 0).seen('offer', 'c1').length, sent, 'none after the timeout');
 
