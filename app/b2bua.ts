@@ -3,6 +3,7 @@ import { writeSync } from 'node:fs';
 import { pino } from 'pino';
 import { B2buaService } from '../lib/b2bua/b2bua-service';
 import { CallLimits } from '../lib/b2bua/call-limits';
+import { OverloadGuard } from '../lib/b2bua/overload';
 import { loadB2buaConfig, type B2buaConfig } from '../lib/config/b2bua-config';
 import { ConfigError } from '../lib/config/engine-args';
 import { envWithDotenv } from '../lib/config/env';
@@ -179,6 +180,12 @@ async function main(): Promise<void> {
   await callLog.recover();
   callLog.startPruning(cl.retentionDays, cl.sipRetentionDays);
 
+  // Overload protection watches the media server's backlog, so it exists only with media.
+  const overload =
+    config.media.kind === 'off' || config.media.overload.waitMs === 0
+      ? undefined
+      : new OverloadGuard(() => media.backlog(), config.media.overload, callsLog.child({ component: 'overload' }));
+
   const srf = new Srf();
   const service = new B2buaService({
     srf,
@@ -187,6 +194,7 @@ async function main(): Promise<void> {
     instance: config.instance,
     dialPlan: config.dialPlan,
     limits: new CallLimits({ maxCalls: config.maxCalls, maxCallsPerExtension: config.maxCallsPerExtension }),
+    ...(overload ? { overload } : {}),
     retryAfterSec: config.retryAfterSec,
     noAnswerTimeoutMs: config.noAnswerTimeoutSec * 1000,
     sessionTimer: config.sessionTimer,
@@ -194,7 +202,7 @@ async function main(): Promise<void> {
   });
   service.attach();
   callLog.attach(service);
-  const metrics = new B2buaMetrics(service, callLog);
+  const metrics = new B2buaMetrics(service, callLog, media, overload);
   media.meter(metrics.rtpengineErrors);
 
   let connected = false;
@@ -244,6 +252,7 @@ async function main(): Promise<void> {
       callLog: store ? `${store.kind} ${where}` : 'off',
       sipCapture: cl.captureUrl ?? 'off',
       limits: { maxCalls: config.maxCalls, perExtension: config.maxCallsPerExtension },
+      overload: overload ? { mediaRequests: overload.limits.requests, mediaWaitMs: overload.limits.waitMs } : 'off',
     },
     'b2bua started',
   );
@@ -267,6 +276,7 @@ async function main(): Promise<void> {
     await operator?.close();
     capture?.close();
     captureTaken?.close();
+    overload?.close();
     await media.close();
     await store?.close();
     log.info('b2bua stopped');

@@ -3,6 +3,7 @@ import type Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
 import type { MediaAnchor } from '../media/media-anchor';
 import type { CallLimits } from './call-limits';
+import type { OverloadGuard } from './overload';
 import { CallSession, HEADER_FROM_APP, type CallSessionContext, type CallSummary } from './call-session';
 import { RFC_MIN_SE, type SessionTimerConfig } from './session-timer';
 import type { DialPlan } from './dial-plan';
@@ -15,6 +16,8 @@ export interface B2buaServiceOptions {
   readonly instance: string;
   readonly dialPlan: DialPlan;
   readonly limits: CallLimits;
+  /** Refuses new calls while the media server's replies queue (absent: never). */
+  readonly overload?: OverloadGuard;
   readonly retryAfterSec: number;
   readonly noAnswerTimeoutMs: number;
   /** RFC 4028 session timers (expires 0: off); default off for embedders that set nothing */
@@ -23,7 +26,7 @@ export interface B2buaServiceOptions {
 }
 
 /** Why an INVITE was refused before any work was done on it. */
-export type AdmissionRefusal = 'shutting-down' | 'loop' | 'not-in-dial-plan' | 'incomplete' | 'limit-global' | 'limit-extension';
+export type AdmissionRefusal = 'shutting-down' | 'loop' | 'not-in-dial-plan' | 'incomplete' | 'limit-global' | 'limit-extension' | 'overload';
 
 interface B2buaServiceEvents {
   session: [CallSession];
@@ -93,7 +96,9 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
     const log = this.#opts.logger;
     const refuse = (why: AdmissionRefusal, status: number, reason: string, headers: Record<string, string> = {}): void => {
       this.#counters.refused++;
-      log.info({ why, status, callId: req.get('Call-ID'), uri: req.uri }, 'INVITE refused');
+      // Under overload a line per refused call would be more work at the worst moment: the guard
+      // logs the start and the end of each episode, the metrics count the refusals.
+      log[why === 'overload' ? 'debug' : 'info']({ why, status, callId: req.get('Call-ID'), uri: req.uri }, 'INVITE refused');
       this.emit('refused', why, req);
       sendResponse(res, status, reason, { headers }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not send the refusal'));
     };
@@ -114,6 +119,13 @@ export class B2buaService extends EventEmitter<B2buaServiceEvents> {
         const never: never = plan;
         throw new Error(`unexpected dial plan result ${String(never)}`);
       }
+    }
+    if (this.#opts.overload?.admit()) {
+      return refuse('overload', 503, 'Service Unavailable', {
+        ...retryAfter,
+        // The figures go to the log and the metrics, not to phones.
+        Warning: '399 b2bua "overloaded"',
+      });
     }
     const caller = userOf(req.getParsedHeader('From').uri);
     const slot = this.#opts.limits.acquire([caller, callee]);

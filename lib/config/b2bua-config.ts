@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { DialPlan, DialPlanError } from '../b2bua/dial-plan';
+import type { OverloadLimits } from '../b2bua/overload';
 import { RFC_MIN_SE, type SessionTimerConfig } from '../b2bua/session-timer';
 import { ConfigError } from './engine-args';
 import { EnvReader, type Env } from './env';
@@ -31,6 +32,8 @@ export interface B2buaConfig {
         readonly engines: ReadonlyArray<{ host: string; port: number }>;
         readonly selection: 'least-loaded' | 'round-robin';
         readonly timeoutMs: number;
+        /** New calls get 503 while this many requests wait this long (OVERLOAD_MEDIA_*; waitMs 0: off). */
+        readonly overload: OverloadLimits;
       };
   readonly instance: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -97,6 +100,20 @@ function httpUrl(reader: EnvReader, name: string): string | undefined {
   return v.replace(/\/+$/, '');
 }
 
+/**
+ * OVERLOAD_MEDIA_REQUESTS (default 20) and OVERLOAD_MEDIA_WAIT_MS (default half of
+ * RTPENGINE_TIMEOUT_MS, 0 = off). The wait must be below the timeout: a request is given up on
+ * at the timeout, so it would never have waited longer.
+ */
+function overloadLimits(r: EnvReader, timeoutMs: number): OverloadLimits {
+  const requests = r.integer('OVERLOAD_MEDIA_REQUESTS', 20, 1, 1_000_000);
+  const waitMs = r.integer('OVERLOAD_MEDIA_WAIT_MS', Math.floor(timeoutMs / 2), 0, 60_000);
+  if (waitMs >= timeoutMs) {
+    throw new ConfigError(`OVERLOAD_MEDIA_WAIT_MS: ${waitMs} ms must be below RTPENGINE_TIMEOUT_MS (${timeoutMs} ms), or 0 to turn overload protection off`);
+  }
+  return { requests, waitMs };
+}
+
 function tokens(reader: EnvReader, name: string): string[] {
   const v = reader.raw(name);
   if (v === undefined) return [];
@@ -118,15 +135,17 @@ export function loadB2buaConfig(env: Env): B2buaConfig {
     throw err;
   }
   const mediaKind = r.oneOf('MEDIA', ['rtpengine', 'off'] as const, 'rtpengine');
-  const media: B2buaConfig['media'] =
-    mediaKind === 'off'
-      ? { kind: 'off' }
-      : {
-          kind: 'rtpengine',
-          engines: r.hostPorts('RTPENGINE_NG', '127.0.0.1:22222'),
-          selection: r.oneOf('RTPENGINE_SELECTION', ['least-loaded', 'round-robin'] as const, 'least-loaded'),
-          timeoutMs: r.integer('RTPENGINE_TIMEOUT_MS', 1500, 50, 60_000),
-        };
+  let media: B2buaConfig['media'] = { kind: 'off' };
+  if (mediaKind === 'rtpengine') {
+    const timeoutMs = r.integer('RTPENGINE_TIMEOUT_MS', 1500, 50, 60_000);
+    media = {
+      kind: 'rtpengine',
+      engines: r.hostPorts('RTPENGINE_NG', '127.0.0.1:22222'),
+      selection: r.oneOf('RTPENGINE_SELECTION', ['least-loaded', 'round-robin'] as const, 'least-loaded'),
+      timeoutMs,
+      overload: overloadLimits(r, timeoutMs),
+    };
+  }
   const operatorPort = r.integer('OPERATOR_PORT', 8080, 0, 65535);
   const readTokens = tokens(r, 'OPERATOR_TOKENS');
   const adminTokens = tokens(r, 'OPERATOR_ADMIN_TOKENS');

@@ -80,6 +80,16 @@ export interface MediaQuality {
   engine: string;
 }
 
+/** Requests sent to the media server and not answered yet (nor given up on). */
+export interface MediaBacklog {
+  /** How many. */
+  readonly requests: number;
+  /** How long the oldest of them has waited, in ms (0 when none waits). */
+  readonly oldestWaitMs: number;
+}
+
+export const NO_BACKLOG: MediaBacklog = { requests: 0, oldestWaitMs: 0 };
+
 export interface MediaAnchor {
   /** Sends an SDP offer from party fromTag through the anchor; resolves with the SDP to give the other party. */
   offer(req: MediaOfferRequest): Promise<string>;
@@ -95,6 +105,11 @@ export interface MediaAnchor {
   ping(): Promise<void>;
   /** Number of media sessions this process holds (offer seen, not deleted). */
   readonly activeSessions: number;
+  /**
+   * The requests waiting for the media server now. Its replies wait in this process's queue too,
+   * so a backlog that grows means this process, or the media server, no longer keeps up.
+   */
+  backlog(): MediaBacklog;
   /** Releases the anchor's resources; requests still waiting reject. Idempotent. */
   close(): Promise<void>;
 }
@@ -146,6 +161,10 @@ export class NoMediaAnchor implements MediaAnchor {
 
   get activeSessions(): number {
     return this.#sessions.size;
+  }
+
+  backlog(): MediaBacklog {
+    return NO_BACKLOG;
   }
 
   close(): Promise<void> {

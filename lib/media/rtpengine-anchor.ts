@@ -12,8 +12,10 @@ import type { Logger } from 'pino';
 import { Client, type NgDestination, type NgParams, type NgReply } from 'rtpengine-client';
 import {
   MediaError,
+  NO_BACKLOG,
   type MediaAnchor,
   type MediaAnswerRequest,
+  type MediaBacklog,
   type MediaDeleteRequest,
   type MediaOfferRequest,
   type MediaQuality,
@@ -118,6 +120,8 @@ interface Session {
 }
 
 interface Pending {
+  /** When it was first sent (Date.now()). */
+  readonly started: number;
   readonly timer: NodeJS.Timeout;
   readonly reject: (err: MediaError) => void;
   stopRetransmitting?: () => void;
@@ -151,6 +155,7 @@ export class RtpEngineAnchor implements MediaAnchor {
   readonly #deleteDelaySec: number | undefined;
   readonly #retryDownMs: number;
   readonly #sessions = new Map<string, Session>();
+  /** Requests within our timeout and not answered, oldest first. */
   readonly #pending = new Set<Pending>();
   #nextRoundRobin = 0;
   #closed = false;
@@ -201,6 +206,12 @@ export class RtpEngineAnchor implements MediaAnchor {
 
   get activeSessions(): number {
     return this.#sessions.size;
+  }
+
+  backlog(): MediaBacklog {
+    // A Set iterates in insertion order: the first request still waiting is the oldest.
+    for (const oldest of this.#pending) return { requests: this.#pending.size, oldestWaitMs: Math.max(0, Date.now() - oldest.started) };
+    return NO_BACKLOG;
   }
 
   /** The engine ("host:port") holding a call, if this anchor holds it. */
@@ -478,6 +489,7 @@ export class RtpEngineAnchor implements MediaAnchor {
       let timedOut = false;
       const started = Date.now();
       const pending: Pending = {
+        started,
         timer: setTimeout(() => {
           timedOut = true;
           pending.stopRetransmitting?.();

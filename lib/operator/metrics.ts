@@ -1,11 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { B2buaService } from '../b2bua/b2bua-service';
 import type { CallLogWriter } from '../b2bua/call-log-writer';
+import type { OverloadGuard } from '../b2bua/overload';
 import { CALL_OUTCOMES } from '../call-log/call-record';
 import {
   MediaError,
   type MediaAnchor,
   type MediaAnswerRequest,
+  type MediaBacklog,
   type MediaDeleteRequest,
   type MediaOfferRequest,
   type MediaQuality,
@@ -20,6 +22,9 @@ import {
  *   b2bua_call_setup_seconds               INVITE to ringing/answer/failure (post-dial delay)
  *   b2bua_rtpengine_errors_total{op,code}  RTPEngine requests that failed
  *   b2bua_call_log_write_errors_total      call-log writes that failed
+ *   b2bua_media_requests_waiting           requests to the media server not answered yet
+ *   b2bua_media_oldest_wait_seconds        how long the oldest of them has waited
+ *   b2bua_overloaded                       1 while new calls are refused for overload (OVERLOAD_MEDIA_*)
  * plus Node's process metrics with the b2bua_ prefix.
  */
 export class B2buaMetrics {
@@ -27,7 +32,7 @@ export class B2buaMetrics {
   readonly rtpengineErrors: Counter<'op' | 'code'>;
   #peak = 0;
 
-  constructor(service: B2buaService, callLog: CallLogWriter) {
+  constructor(service: B2buaService, callLog: CallLogWriter, media?: MediaAnchor, overload?: OverloadGuard) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'b2bua_' });
     const calls = new Counter({ name: 'b2bua_calls_total', help: 'Calls ended, by outcome', labelNames: ['outcome'], registers: [r] });
@@ -66,6 +71,35 @@ export class B2buaMetrics {
         this.inc(callLog.writeErrors);
       },
     });
+
+    if (media) {
+      new Gauge({
+        name: 'b2bua_media_requests_waiting',
+        help: 'Requests to the media server (RTPEngine) sent and not answered yet',
+        registers: [r],
+        collect() {
+          this.set(media.backlog().requests);
+        },
+      });
+      new Gauge({
+        name: 'b2bua_media_oldest_wait_seconds',
+        help: 'How long the oldest request to the media server not answered yet has waited',
+        registers: [r],
+        collect() {
+          this.set(media.backlog().oldestWaitMs / 1000);
+        },
+      });
+    }
+    if (overload) {
+      new Gauge({
+        name: 'b2bua_overloaded',
+        help: 'Whether new calls are refused because the media server\'s replies queue (1) or not (0)',
+        registers: [r],
+        collect() {
+          this.set(overload.overloaded ? 1 : 0);
+        },
+      });
+    }
 
     service.on('session', () => {
       this.#peak = Math.max(this.#peak, service.sessions.size);
@@ -131,6 +165,10 @@ export class MeteredMediaAnchor implements MediaAnchor {
 
   get activeSessions(): number {
     return this.inner.activeSessions;
+  }
+
+  backlog(): MediaBacklog {
+    return this.inner.backlog();
   }
 
   close(): Promise<void> {

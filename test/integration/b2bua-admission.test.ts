@@ -35,6 +35,7 @@ t.test('limits: per extension and global, 503 with Retry-After', async (tt) => {
   const r1 = finalResponse(perExt);
   tt.equal(r1?.status, 503, 'a second call to a busy extension is refused with 503');
   tt.equal(r1 ? sippHeader(r1, 'Retry-After') : undefined, '7', 'with Retry-After');
+  tt.equal(r1 ? sippHeader(r1, 'Warning') : undefined, '399 b2bua "call limit reached for 6002"', 'and a Warning naming the limit');
   const b2 = await startCallee(s, '6004', 'uas-ext-answer');
   const second = call(s, '6003', '6004', 'uac-ext-call', { holdMs: 2000 });
   await answeredCalls(s, 2);
@@ -119,4 +120,55 @@ t.test('the drachtio connection drops mid-call: the B2BUA releases the call and 
   tt.equal(ended?.outcome, 'interrupted');
   await caller;
   await callee.stop();
+});
+
+/** One sample of the B2BUA's Prometheus metrics, by name with its labels (`name{labels}`). */
+async function metric(s: TestStack, name: string): Promise<number | undefined> {
+  const res = await fetch(`http://127.0.0.1:${s.operatorPort}/metrics`, { headers: { authorization: `Bearer ${s.readToken}` } });
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+t.test('overload: while RTPEngine\'s replies queue, new calls get 503 at once; the calls taken complete', async (tt) => {
+  const s = await startTestStack({
+    extensions: ['6001', '6002', '6003', '6004', '6005', '6006'],
+    b2buaEnv: { RTPENGINE_TIMEOUT_MS: '20000', OVERLOAD_MEDIA_REQUESTS: '2', OVERLOAD_MEDIA_WAIT_MS: '300', RETRY_AFTER: '9' },
+  });
+  const rtpengine = s.stack.process('rtpengine');
+  tt.teardown(async () => {
+    rtpengine?.signal('SIGCONT');
+    await s.stop();
+  });
+  const b1 = await startCallee(s, '6002', 'uas-ext-answer');
+  const b2 = await startCallee(s, '6004', 'uas-ext-answer');
+  // A frozen RTPEngine keeps every request in its socket unanswered, as a busy one would.
+  rtpengine?.signal('SIGSTOP');
+  const first = call(s, '6001', '6002', 'uac-ext-call', { holdMs: 500 });
+  const second = call(s, '6003', '6004', 'uac-ext-call', { holdMs: 500 });
+  await waitUntil(
+    async () => ({ waiting: await metric(s, 'b2bua_media_requests_waiting'), oldest: await metric(s, 'b2bua_media_oldest_wait_seconds') }),
+    (m) => (m.waiting ?? 0) >= 2 && (m.oldest ?? 0) >= 0.3,
+    { description: 'two offers waiting 300 ms' },
+  );
+  const refused = await call(s, '6005', '6006', 'uac-ext-fail');
+  ok(tt, refused, 'a third call');
+  const f = finalResponse(refused);
+  tt.equal(f?.status, 503, 'is refused with 503');
+  tt.equal(f ? sippHeader(f, 'Retry-After') : undefined, '9', 'with Retry-After');
+  tt.equal(f ? sippHeader(f, 'Warning') : undefined, '399 b2bua "overloaded"', 'and a Warning saying why');
+  tt.equal(await metric(s, 'b2bua_overloaded'), 1, 'b2bua_overloaded is 1');
+  tt.equal(await metric(s, 'b2bua_calls_refused_total{reason="overload"}'), 1, 'the refusal is counted');
+  tt.match(s.b2buaLog().find((l) => l.component === 'overload'), { level: 40, waiting: 2 }, 'one warning when it began');
+
+  rtpengine?.signal('SIGCONT');
+  ok(tt, await first, 'the first call, taken before the overload, completed');
+  ok(tt, await second, 'so did the second');
+  ok(tt, await b1.finish(), 'callee 6002');
+  ok(tt, await b2.finish(), 'callee 6004');
+  await waitUntil(() => metric(s, 'b2bua_overloaded'), (v) => v === 0, { description: 'the overload to clear' });
+  tt.match(s.b2buaLog().find((l) => l.msg === 'overload over: taking new calls again'), { refused: 1 }, 'its end is logged');
+  const b3 = await startCallee(s, '6006', 'uas-ext-answer');
+  ok(tt, await call(s, '6005', '6006', 'uac-ext-call'), 'a new call is taken again');
+  ok(tt, await b3.finish(), 'callee 6006');
+  await s.settled();
 });

@@ -54,11 +54,24 @@ t.test('each bad setting stops start-up with a message naming the variable', asy
     [{ ...base, SESSION_EXPIRES: 'long' }, /SESSION_EXPIRES/],
     [{ ...base, SESSION_MIN_SE: '30' }, /SESSION_MIN_SE/],
     [{ ...base, SESSION_EXPIRES: '120', SESSION_MIN_SE: '300' }, /SESSION_MIN_SE: 300 is above SESSION_EXPIRES \(120\)/],
+    [{ ...base, OVERLOAD_MEDIA_REQUESTS: '0' }, /OVERLOAD_MEDIA_REQUESTS/],
+    [{ ...base, OVERLOAD_MEDIA_WAIT_MS: 'soon' }, /OVERLOAD_MEDIA_WAIT_MS/],
+    [{ ...base, OVERLOAD_MEDIA_WAIT_MS: '1500' }, /OVERLOAD_MEDIA_WAIT_MS: 1500 ms must be below RTPENGINE_TIMEOUT_MS \(1500 ms\)/],
   ];
   for (const [env, message] of cases) {
     tt.throws(() => loadB2buaConfig(env), ConfigError, JSON.stringify(env));
     tt.throws(() => loadB2buaConfig(env), message);
   }
+});
+
+t.test('overload protection: half the RTPEngine timeout by default, 0 turns it off', async (tt) => {
+  const limits = (env: Record<string, string>): unknown => {
+    const c = loadB2buaConfig({ ...base, ...env });
+    return c.media.kind === 'rtpengine' ? c.media.overload : undefined;
+  };
+  tt.same(limits({}), { requests: 20, waitMs: 750 });
+  tt.same(limits({ RTPENGINE_TIMEOUT_MS: '300' }), { requests: 20, waitMs: 150 }, 'the default follows the timeout');
+  tt.same(limits({ OVERLOAD_MEDIA_REQUESTS: '50', OVERLOAD_MEDIA_WAIT_MS: '0' }), { requests: 50, waitMs: 0 });
 });
 
 t.test('several RTPEngines, media off, operator off', async (tt) => {

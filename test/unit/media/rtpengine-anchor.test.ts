@@ -295,6 +295,30 @@ t.test('a lost request is sent again with the same cookie until answered; the re
   tt.equal(settled, 2, 'answer and delete went once each');
 });
 
+t.test('backlog: the requests waiting for a reply and the age of the oldest', async (tt) => {
+  const s = await setup(tt, { timeoutMs: 2000, retransmitMs: 100 });
+  const fake = server(s, 0);
+  tt.same(s.anchor.backlog(), { requests: 0, oldestWaitMs: 0 }, 'nothing sent: no backlog');
+  fake.behaviour = () => 'drop';
+  const first = s.anchor.offer({ callId: 'c1', fromTag: 'a', sdp: sdp() });
+  // The first offer's copy proves it has waited one retransmission interval (100 ms).
+  await fake.waitFor((r) => r.params['call-id'] === 'c1' && fake.seen('offer', 'c1').length === 2, 2000, 'the copy of the first offer');
+  const second = s.anchor.offer({ callId: 'c2', fromTag: 'a', sdp: sdp() });
+  await fake.waitFor((r) => r.params['call-id'] === 'c2', 2000, 'the second offer');
+  const waiting = s.anchor.backlog();
+  tt.equal(waiting.requests, 2, 'two requests wait');
+  tt.ok(waiting.oldestWaitMs >= 100, `the oldest is the first offer, sent before its copy: ${waiting.oldestWaitMs} ms`);
+  fake.behaviour = (_req, emulate) => ({ reply: emulate() });
+  await Promise.all([first, second]);
+  tt.same(s.anchor.backlog(), { requests: 0, oldestWaitMs: 0 }, 'both answered (their next copies): no backlog');
+  fake.behaviour = () => 'drop';
+  const lost = rejection(s.anchor.answer({ callId: 'c1', fromTag: 'a', toTag: 'b', sdp: sdp({ port: 50002 }) }));
+  await fake.waitFor((r) => r.command === 'answer', 2000, 'the answer');
+  tt.equal(s.anchor.backlog().requests, 1);
+  tt.equal((await lost).code, 'MEDIA_TIMEOUT');
+  tt.equal(s.anchor.backlog().requests, 0, 'a request given up on is no longer waiting');
+});
+
 t.test('a slow reply answers every copy: the first settles the request, the others are dropped quietly', async (tt) => {
   const lines: string[] = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
