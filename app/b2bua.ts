@@ -184,7 +184,7 @@ async function main(): Promise<void> {
   const overload =
     config.media.kind === 'off' || config.media.overload.waitMs === 0
       ? undefined
-      : new OverloadGuard(() => media.backlog(), config.media.overload, callsLog.child({ component: 'overload' }));
+      : new OverloadGuard((rank) => media.backlog(rank), config.media.overload, callsLog.child({ component: 'overload' }));
 
   const srf = new Srf();
   const service = new B2buaService({

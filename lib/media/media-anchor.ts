@@ -84,11 +84,13 @@ export interface MediaQuality {
 export interface MediaBacklog {
   /** How many. */
   readonly requests: number;
-  /** How long the oldest of them has waited, in ms (0 when none waits). */
+  /** How long the oldest has waited, in ms (0 when none waits). */
   readonly oldestWaitMs: number;
+  /** How long the rank-th oldest (backlog()'s argument) has waited, in ms (0 when fewer wait). */
+  readonly rankWaitMs: number;
 }
 
-export const NO_BACKLOG: MediaBacklog = { requests: 0, oldestWaitMs: 0 };
+export const NO_BACKLOG: MediaBacklog = { requests: 0, oldestWaitMs: 0, rankWaitMs: 0 };
 
 export interface MediaAnchor {
   /** Sends an SDP offer from party fromTag through the anchor; resolves with the SDP to give the other party. */
@@ -108,8 +110,9 @@ export interface MediaAnchor {
   /**
    * The requests waiting for the media server now. Its replies wait in this process's queue too,
    * so a backlog that grows means this process, or the media server, no longer keeps up.
+   * `rank` (default 1) picks the request whose wait is `rankWaitMs`, the oldest being 1.
    */
-  backlog(): MediaBacklog;
+  backlog(rank?: number): MediaBacklog;
   /** Releases the anchor's resources; requests still waiting reject. Idempotent. */
   close(): Promise<void>;
 }
@@ -163,7 +166,7 @@ export class NoMediaAnchor implements MediaAnchor {
     return this.#sessions.size;
   }
 
-  backlog(): MediaBacklog {
+  backlog(_rank?: number): MediaBacklog {
     return NO_BACKLOG;
   }
 

@@ -208,10 +208,22 @@ export class RtpEngineAnchor implements MediaAnchor {
     return this.#sessions.size;
   }
 
-  backlog(): MediaBacklog {
-    // A Set iterates in insertion order: the first request still waiting is the oldest.
-    for (const oldest of this.#pending) return { requests: this.#pending.size, oldestWaitMs: Math.max(0, Date.now() - oldest.started) };
-    return NO_BACKLOG;
+  backlog(rank = 1): MediaBacklog {
+    if (this.#pending.size === 0) return NO_BACKLOG;
+    // A Set iterates in insertion order: the requests still waiting, oldest first.
+    const now = Date.now();
+    let oldestWaitMs = 0;
+    let rankWaitMs = 0;
+    let n = 0;
+    for (const p of this.#pending) {
+      n += 1;
+      if (n === 1) oldestWaitMs = Math.max(0, now - p.started);
+      if (n >= rank) {
+        rankWaitMs = Math.max(0, now - p.started);
+        break;
+      }
+    }
+    return { requests: this.#pending.size, oldestWaitMs, rankWaitMs };
   }
 
   /** The engine ("host:port") holding a call, if this anchor holds it. */

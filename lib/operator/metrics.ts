@@ -167,8 +167,8 @@ export class MeteredMediaAnchor implements MediaAnchor {
     return this.inner.activeSessions;
   }
 
-  backlog(): MediaBacklog {
-    return this.inner.backlog();
+  backlog(rank?: number): MediaBacklog {
+    return this.inner.backlog(rank);
   }
 
   close(): Promise<void> {

@@ -298,19 +298,21 @@ t.test('a lost request is sent again with the same cookie until answered; the re
 t.test('backlog: the requests waiting for a reply and the age of the oldest', async (tt) => {
   const s = await setup(tt, { timeoutMs: 2000, retransmitMs: 100 });
   const fake = server(s, 0);
-  tt.same(s.anchor.backlog(), { requests: 0, oldestWaitMs: 0 }, 'nothing sent: no backlog');
+  tt.same(s.anchor.backlog(), { requests: 0, oldestWaitMs: 0, rankWaitMs: 0 }, 'nothing sent: no backlog');
   fake.behaviour = () => 'drop';
   const first = s.anchor.offer({ callId: 'c1', fromTag: 'a', sdp: sdp() });
   // The first offer's copy proves it has waited one retransmission interval (100 ms).
   await fake.waitFor((r) => r.params['call-id'] === 'c1' && fake.seen('offer', 'c1').length === 2, 2000, 'the copy of the first offer');
   const second = s.anchor.offer({ callId: 'c2', fromTag: 'a', sdp: sdp() });
   await fake.waitFor((r) => r.params['call-id'] === 'c2', 2000, 'the second offer');
-  const waiting = s.anchor.backlog();
+  const waiting = s.anchor.backlog(2);
   tt.equal(waiting.requests, 2, 'two requests wait');
   tt.ok(waiting.oldestWaitMs >= 100, `the oldest is the first offer, sent before its copy: ${waiting.oldestWaitMs} ms`);
+  tt.ok(waiting.rankWaitMs < waiting.oldestWaitMs, `the second oldest is the second offer, sent after that copy: ${waiting.rankWaitMs} ms`);
+  tt.equal(s.anchor.backlog(3).rankWaitMs, 0, 'there is no third');
   fake.behaviour = (_req, emulate) => ({ reply: emulate() });
   await Promise.all([first, second]);
-  tt.same(s.anchor.backlog(), { requests: 0, oldestWaitMs: 0 }, 'both answered (their next copies): no backlog');
+  tt.same(s.anchor.backlog(), { requests: 0, oldestWaitMs: 0, rankWaitMs: 0 }, 'both answered (their next copies): no backlog');
   fake.behaviour = () => 'drop';
   const lost = rejection(s.anchor.answer({ callId: 'c1', fromTag: 'a', toTag: 'b', sdp: sdp({ port: 50002 }) }));
   await fake.waitFor((r) => r.command === 'answer', 2000, 'the answer');
