@@ -64,13 +64,14 @@ t.test('each bad setting stops start-up with a message naming the variable', asy
   }
 });
 
-t.test('overload protection: half the RTPEngine timeout by default, 0 turns it off', async (tt) => {
+t.test('overload protection: a sixth of the RTPEngine timeout by default, 0 turns it off', async (tt) => {
   const limits = (env: Record<string, string>): unknown => {
     const c = loadB2buaConfig({ ...base, ...env });
     return c.media.kind === 'rtpengine' ? c.media.overload : undefined;
   };
-  tt.same(limits({}), { requests: 20, waitMs: 750 });
-  tt.same(limits({ RTPENGINE_TIMEOUT_MS: '300' }), { requests: 20, waitMs: 150 }, 'the default follows the timeout');
+  tt.same(limits({}), { requests: 20, waitMs: 250 });
+  tt.same(limits({ RTPENGINE_TIMEOUT_MS: '3000' }), { requests: 20, waitMs: 500 }, 'the default follows the timeout');
+  tt.same(limits({ RTPENGINE_TIMEOUT_MS: '100' }), { requests: 20, waitMs: 16 }, 'rounded down');
   tt.same(limits({ OVERLOAD_MEDIA_REQUESTS: '50', OVERLOAD_MEDIA_WAIT_MS: '0' }), { requests: 50, waitMs: 0 });
 });
 
