@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { B2buaService } from '../b2bua/b2bua-service';
-import type { CallLogWriter } from '../b2bua/call-log-writer';
+import { recordOf, type CallLogWriter } from '../b2bua/call-log-writer';
 import type { OverloadGuard } from '../b2bua/overload';
 import { CALL_OUTCOMES } from '../call-log/call-record';
 import {
@@ -105,7 +105,10 @@ export class B2buaMetrics {
       this.#peak = Math.max(this.#peak, service.sessions.size);
     });
     service.on('refused', (why) => refused.inc({ reason: why }));
-    callLog.on('update', (record) => {
+    // Once per call, at its end. (The call log's 'update' events carry the outcome from the end
+    // on, but a call that ends sends more than one: counting those counted calls twice.)
+    service.on('call-end', (summary) => {
+      const record = recordOf(summary);
       if (record.outcome === null) return;
       calls.inc({ outcome: record.outcome });
       if (record.postDialDelayMs !== null) setup.observe(record.postDialDelayMs / 1000);

@@ -209,6 +209,10 @@ function suite(name: string, options: () => Promise<TestStackOptions & { teardow
       tt.match(m, /^b2bua_calls_total\{outcome="busy"\} [1-9]/m);
       tt.match(m, /^b2bua_active_calls 0$/m, 'active calls');
       tt.match(m, /^b2bua_call_setup_seconds_count [1-9]/m, 'setup latency histogram');
+      // Each call counted once: as many as the call log holds (this B2BUA wrote all of them).
+      const counted = [...m.matchAll(/^b2bua_calls_total\{outcome="[a-z-]+"\} (\d+)$/gm)].reduce((sum, x) => sum + Number(x[1]), 0);
+      tt.equal(counted, Number(stats.calls), 'b2bua_calls_total sums to the calls in the log');
+      tt.equal(Number(/^b2bua_call_setup_seconds_count (\d+)$/m.exec(m)?.[1]), Number(stats.calls), 'one setup time per call');
       tt.match(m, /^# TYPE b2bua_rtpengine_errors_total counter$/m, 'RTPEngine errors');
       tt.equal((await fetch(`http://127.0.0.1:${s.operatorPort}/metrics`)).status, 401, '/metrics needs a token');
 
