@@ -186,6 +186,19 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     }
     return out;
   };
+  /** "call ended" lines of the B2BUA process running now (a restarted one counts from zero again). */
+  const callsEndedLogged = (): number => {
+    const pid = stack.process('b2bua')?.pid;
+    return b2buaLog().filter((l) => l.msg === 'call ended' && l.pid === pid).length;
+  };
+  /** b2bua_calls_total summed over its outcomes. */
+  const callsEndedCounted = async (): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:${operatorPort}/metrics`, { headers: { authorization: `Bearer ${readToken}` } });
+    if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+    let sum = 0;
+    for (const line of (await res.text()).split('\n')) if (line.startsWith('b2bua_calls_total{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    return sum;
+  };
   return {
     stack,
     config,
@@ -213,6 +226,14 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
         },
         (v) => v.dialogs === 0 && v.sessions === 0 && v.rtpengine === 0,
         { timeoutMs, description: 'no dialog in the engine, no session in the B2BUA, no call in RTPEngine' },
+      );
+      // The B2BUA writes its log in 10 ms batches, so "no session" can be seen before the last
+      // "call ended" line arrives. Each call it counts in b2bua_calls_total has logged that line
+      // first (the log line, then the call log's update that counts it).
+      await waitUntil(
+        async () => ({ logged: callsEndedLogged(), counted: await callsEndedCounted() }),
+        (v) => v.logged >= v.counted,
+        { timeoutMs, description: 'every call the B2BUA ended has its "call ended" line' },
       );
     },
     async stop() {
