@@ -229,7 +229,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
       );
       // The B2BUA writes its log in 10 ms batches, so "no session" can be seen before the last
       // "call ended" line arrives. Each call it counts in b2bua_calls_total has logged that line
-      // first (the log line, then the call log's update that counts it).
+      // first (the session logs its end, then the service's 'call-end' counts it).
       await waitUntil(
         async () => ({ logged: callsEndedLogged(), counted: await callsEndedCounted() }),
         (v) => v.logged >= v.counted,
